@@ -1,0 +1,94 @@
+r"""Algorithm 1 of the paper, batched: the forward pass with :math:`\bar a_i` and the backward pass
+that turns output directions into the unit gradients :math:`g_i = \mathcal{D} s_i`.
+
+Everything here is batched tensor code (no loop over samples), so it runs on the device of the
+network and inputs.  Layers are numbered from 0: ``a_bar[i]`` is the input of layer ``i`` with a
+trailing 1 (the paper's :math:`\bar a_{i-1}`), ``g[i]`` the derivative w.r.t. that layer's output
+:math:`s_i`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .nets import chain
+
+
+@dataclass
+class Forward:
+    """Stored quantities of a forward pass in the paper's layout."""
+
+    Wbar: list      # per layer, d_i × (d_{i-1}+1)
+    a_bar: list     # per layer, (N, d_{i-1}+1) inputs with the homogeneous 1 last
+    s: list         # per layer, (N, d_i) pre-activations
+    acts: tuple     # activation module after each layer (None after the last)
+
+    @property
+    def z(self):
+        """The network output :math:`z = s_\\ell` (natural parameters of the loss)."""
+        return self.s[-1]
+
+
+def homogeneous(a):
+    """:math:`\\bar a = [a; 1]` for a batch of row vectors."""
+    return torch.cat([a, torch.ones_like(a[:, :1])], 1)
+
+
+def check_inputs(X, net_chain, what="X"):
+    if not isinstance(X, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(X).__name__}")
+    if X.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D (samples × features) tensor, got shape {tuple(X.shape)}; "
+                         f"flatten images with X.reshape(len(X), -1)")
+    d0 = net_chain.linears[0].in_features
+    if X.shape[1] != d0:
+        raise ValueError(f"{what} has {X.shape[1]} columns (features) but the first layer expects {d0}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{what} has no rows")
+    if not torch.isfinite(X).all():
+        raise ValueError(f"{what} contains NaN or inf; clean the data (e.g. torch.nan_to_num) first")
+
+
+def forward(net, X, dtype=None) -> Forward:
+    """Algorithm 1, forward part: :math:`s_i = \\bar W_i \\bar a_{i-1}`, :math:`a_i = \\phi_i(s_i)`.
+
+    ``dtype`` (default: the parameters' dtype) is used for all arithmetic; ``net`` is not modified.
+    """
+    c = chain(net)
+    check_inputs(X, c)
+    dtype = dtype or c.linears[0].weight.dtype
+    a = X.to(device=c.linears[0].weight.device, dtype=dtype)
+    Wbar, a_bar, s = [], [], []
+    for layer, act in zip(c.linears, c.activations):
+        W = torch.cat([layer.weight, layer.bias[:, None]], 1).detach().to(dtype)
+        ab = homogeneous(a)
+        si = ab @ W.T
+        Wbar.append(W)
+        a_bar.append(ab)
+        s.append(si)
+        a = si if act is None else act(si)
+    return Forward(Wbar, a_bar, s, c.activations)
+
+
+def activation_derivative(act, s):
+    """:math:`\\phi'(s)` for an elementwise activation, by one forward-mode product with ones."""
+    if act is None:
+        return torch.ones_like(s)
+    return torch.func.jvp(act, (s,), (torch.ones_like(s),))[1]
+
+
+def backward(fw: Forward, directions, first_layer=0):
+    r"""Algorithm 1, backward part, for many output directions at once.
+
+    ``directions`` has shape ``(N, K, C)``; it is taken as :math:`\mathcal{D} s_\ell` and propagated
+    with :math:`g_i = (\bar W_{i+1}^\top g_{i+1})_{1:d_i} \odot \phi_i'(s_i)`.  Returns ``g`` with
+    ``g[i]`` of shape ``(N, K, d_i)`` for layers ``first_layer..ℓ-1`` (``None`` below).
+    """
+    n_layers = len(fw.Wbar)
+    g = [None] * n_layers
+    g[-1] = directions.to(fw.z.dtype)
+    for i in range(n_layers - 2, first_layer - 1, -1):
+        back = g[i + 1] @ fw.Wbar[i + 1][:, :-1]
+        g[i] = back * activation_derivative(fw.acts[i], fw.s[i])[:, None, :]
+    return g

@@ -1,0 +1,235 @@
+r"""Approximate inverses of :math:`\tilde F`: block-diagonal :math:`\breve F^{-1}` (Sec. 4.2) and
+block-tridiagonal :math:`\hat F^{-1}` (Sec. 4.3, App. B), with factored Tikhonov damping (Sec. 6.3).
+
+Both act on per-layer gradients in the :math:`\bar W` layout (``d_i × (d_{i-1}+1)`` matrices) without
+forming a ``D × D`` matrix; ``.dense()`` builds the ``D × D`` inverse for pictures and tests.
+
+Damping (Eq. 7 with :math:`\gamma = \sqrt{\lambda}`):
+:math:`\bar A_{i-1,i-1} \to \bar A_{i-1,i-1} + \pi_i\gamma I`, :math:`G_{i,i} \to G_{i,i} + (\gamma/\pi_i) I`,
+with :math:`\pi_i = \sqrt{(\mathrm{tr}\,\bar A/\dim\bar A)/(\mathrm{tr}\,G/\dim G)}` (trace norm, the
+paper's recommendation), the Frobenius-norm variant of the released code, or a given number.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .nets import vec
+
+PI_RULES = ("trace", "frobenius")
+
+
+def pi_rule(A, G, pi="trace"):
+    r""":math:`\pi` of Sec. 6.3 for one layer (a 0-d tensor, no host sync)."""
+    if pi == "trace":
+        mA = torch.diagonal(A).sum() / A.shape[0]
+        mG = torch.diagonal(G).sum() / G.shape[0]
+    elif pi == "frobenius":
+        mA = torch.linalg.matrix_norm(A) / math.sqrt(A.shape[0])
+        mG = torch.linalg.matrix_norm(G) / math.sqrt(G.shape[0])
+    elif isinstance(pi, (int, float)) and not isinstance(pi, bool) and math.isfinite(pi) and pi > 0:
+        return torch.tensor(float(pi), dtype=A.dtype, device=A.device)
+    else:
+        raise ValueError(f"pi must be 'trace', 'frobenius' or a positive number, got {pi!r}")
+    tiny = torch.finfo(A.dtype).tiny
+    return torch.sqrt(mA.clamp_min(tiny) / mG.clamp_min(tiny))
+
+
+def _check_damping(damping, positive=False):
+    if isinstance(damping, torch.Tensor):
+        damping = float(damping)
+    if not isinstance(damping, (int, float)) or not math.isfinite(damping) or damping < 0 \
+            or (positive and damping == 0):
+        need = "a positive" if positive else "a non-negative"
+        raise ValueError(f"damping must be {need} finite number, got {damping!r}")
+    return float(damping)
+
+
+def _eye(M):
+    return torch.eye(M.shape[0], dtype=M.dtype, device=M.device)
+
+
+def sym_inverse(M):
+    """Inverse of a symmetric positive definite matrix via Cholesky."""
+    return torch.cholesky_inverse(torch.linalg.cholesky(M))
+
+
+def damped_factors(factors, i, gamma, pi="trace"):
+    """``(A_ii + π γ I, G_ii + γ/π I, π)`` for layer ``i`` (Sec. 6.3, Eq. 7)."""
+    A, G = factors.A[i][i], factors.G[i][i]
+    p = pi_rule(A, G, pi)
+    return A + (p * gamma) * _eye(A), G + (gamma / p) * _eye(G), p
+
+
+class BlockDiagonalInverse:
+    r""":math:`\breve F^{-1} = \mathrm{diag}_i\big((\bar A_{i-1,i-1}+\pi_i\gamma I)^{-1}\otimes
+    (G_{i,i}+\gamma/\pi_i I)^{-1}\big)` (Sec. 4.2), applied as :math:`U_i = G^{-1} V_i \bar A^{-1}`.
+
+    Args:
+        factors: :class:`kfac_teach.KroneckerFactors` (only the diagonal pairs are used).
+        damping: :math:`\lambda`; the factored damping uses :math:`\gamma = \sqrt\lambda`.
+        pi: ``"trace"``, ``"frobenius"`` or a positive number.
+        tikhonov: ``"factored"`` (Sec. 6.3, the default) or ``"exact"``:
+            :math:`(\bar A\otimes G + \lambda I)^{-1}` through the eigenbases of both factors,
+            :math:`U = Q_G[(Q_G^\top V Q_A) \oslash (d_G d_A^\top + \lambda)]Q_A^\top`.
+    """
+
+    def __init__(self, factors, damping, pi="trace", tikhonov="factored"):
+        if tikhonov not in ("factored", "exact"):
+            raise ValueError(f"tikhonov must be 'factored' or 'exact', got {tikhonov!r}")
+        self.layers, self.shapes = factors.layers, factors.shapes
+        self.damping = _check_damping(damping)
+        self.gamma = math.sqrt(self.damping)
+        self.tikhonov = tikhonov
+        self.pi, self.A_inv, self.G_inv, self.eig = [], [], [], []
+        for i in self.layers:
+            if tikhonov == "factored":
+                Ad, Gd, p = damped_factors(factors, i, self.gamma, pi)
+                self.pi.append(p)
+                self.A_inv.append(sym_inverse(Ad))
+                self.G_inv.append(sym_inverse(Gd))
+            else:
+                dA, QA = torch.linalg.eigh(factors.A[i][i])
+                dG, QG = torch.linalg.eigh(factors.G[i][i])
+                self.eig.append((QA, QG, 1.0 / (dG[:, None] * dA[None, :] + self.damping)))
+
+    def apply(self, grads):
+        """Preconditioned gradients ``[U_i]`` for per-layer ``grads`` (``d_i × (d_{i-1}+1)``)."""
+        grads = _check_grads(grads, self.shapes)
+        if self.tikhonov == "factored":
+            return [Gi @ V @ Ai for V, Ai, Gi in zip(grads, self.A_inv, self.G_inv)]
+        return [QG @ ((QG.T @ V @ QA) * s) @ QA.T for V, (QA, QG, s) in zip(grads, self.eig)]
+
+    def dense(self):
+        """The ``D × D`` block-diagonal inverse in paper order."""
+        if self.tikhonov == "factored":
+            return torch.block_diag(*[torch.kron(A, G) for A, G in zip(self.A_inv, self.G_inv)])
+        blocks = []
+        for QA, QG, s in self.eig:
+            Q = torch.kron(QA, QG)
+            blocks.append((Q * vec(s)) @ Q.T)
+        return torch.block_diag(*blocks)
+
+
+class KroneckerSumInverse:
+    r"""App. B: :math:`(A\otimes B + \sigma\, C\otimes D)^{-1}` for SPD ``A``, ``B``, PSD ``C``, ``D``
+    and :math:`\sigma = \pm1`.
+
+    With :math:`A^{-1/2}CA^{-1/2} = E_1S_1E_1^\top`, :math:`B^{-1/2}DB^{-1/2} = E_2S_2E_2^\top`,
+    :math:`K_1 = A^{-1/2}E_1`, :math:`K_2 = B^{-1/2}E_2`:
+    :math:`(A\otimes B + \sigma C\otimes D)^{-1} = (K_1\otimes K_2)(I + \sigma S_1\otimes S_2)^{-1}(K_1\otimes K_2)^\top`,
+    applied to :math:`\mathrm{vec}(V)` as :math:`K_2[(K_2^\top V K_1)\oslash(\mathbf 1\mathbf 1^\top + \sigma s_2 s_1^\top)]K_1^\top`.
+    """
+
+    def __init__(self, A, B, C, D, sign=-1):
+        if sign not in (-1, 1):
+            raise ValueError(f"sign must be +1 or -1, got {sign!r}")
+        self.sign = sign
+        self.K1, self.s1 = self._whitened_eig(A, C)
+        self.K2, self.s2 = self._whitened_eig(B, D)
+        self.denom = 1 + sign * self.s2[:, None] * self.s1[None, :]
+
+    @staticmethod
+    def _whitened_eig(A, C):
+        dA, QA = torch.linalg.eigh(A)
+        A_is = (QA * dA.rsqrt()) @ QA.T
+        M = A_is @ C @ A_is
+        s, E = torch.linalg.eigh((M + M.T) / 2)
+        return A_is @ E, s
+
+    def apply(self, V):
+        return self.K2 @ ((self.K2.T @ V @ self.K1) / self.denom) @ self.K1.T
+
+    def dense(self):
+        K = torch.kron(self.K1, self.K2)
+        return (K / vec(self.denom)) @ K.T
+
+
+class BlockTridiagonalInverse:
+    r""":math:`\hat F^{-1} = \Xi^\top\Lambda\Xi` (Sec. 4.3): the precision matrix of the Gaussian
+    graphical model over :math:`\mathcal{D}\theta` whose edges join adjacent layers only, and whose
+    tridiagonal blocks agree with the damped :math:`\tilde F`.
+
+    * :math:`\Psi_{i,i+1} = \Psi^{\bar A}_{i-1,i}\otimes\Psi^G_{i,i+1}` with
+      :math:`\Psi^{\bar A} = \bar A_{i-1,i}\bar A_{i,i}^{-1}`, :math:`\Psi^G = G_{i,i+1}G_{i+1,i+1}^{-1}`
+      (``Psi_A[i]``, ``Psi_G[i]``);
+    * :math:`\Sigma_{i|i+1} = \tilde F_{i,i} - \Psi_{i,i+1}\tilde F_{i+1,i+1}\Psi_{i,i+1}^\top`, a
+      difference of Kronecker products inverted by App. B (``Sigma_cond[i]``), and
+      :math:`\Sigma_\ell = \tilde F_{\ell,\ell}`;
+    * :math:`\Lambda = \mathrm{diag}(\Sigma_{1|2}^{-1},\dots,\Sigma_\ell^{-1})`, :math:`\Xi` block
+      upper-bidiagonal with :math:`I` on the diagonal and :math:`-\Psi_{i,i+1}` above it.
+
+    The damped diagonal factors are used everywhere (in :math:`\Psi`, :math:`\Sigma_{i|i+1}` and
+    :math:`\Sigma_\ell`); the off-diagonal factors stay undamped (released code, notes §6.4).
+    Needs consecutive layers and the factors ``A[i][i+1]``, ``G[i][i+1]``; ``damping`` must be > 0
+    (without it the homogeneous coordinate makes :math:`\Sigma_{i|i+1}` singular).
+    """
+
+    def __init__(self, factors, damping, pi="trace"):
+        L = factors.layers
+        if list(L) != list(range(L[0], L[0] + len(L))):
+            raise ValueError(f"the block-tridiagonal inverse needs consecutive layers, got {L}; "
+                             f"compute the factors with layers=range(first, last + 1)")
+        for i in L[:-1]:
+            if not factors.has_pair(i, i + 1):
+                raise ValueError(f"the factors lack A[{i}][{i + 1}] / G[{i}][{i + 1}]; compute them with "
+                                 f"pairs='all' or pairs='tridiagonal'")
+            if factors.G[i][i].shape[0] + 1 != factors.A[i + 1][i + 1].shape[0]:
+                raise ValueError(f"layers {i} and {i + 1} cannot be chained: layer {i} has "
+                                 f"{factors.G[i][i].shape[0]} outputs, layer {i + 1} has "
+                                 f"{factors.A[i + 1][i + 1].shape[0] - 1} inputs")
+        self.layers, self.shapes = L, factors.shapes
+        self.damping = _check_damping(damping, positive=True)
+        self.gamma = math.sqrt(self.damping)
+        damped = [damped_factors(factors, i, self.gamma, pi) for i in L]
+        self.pi = [p for _, _, p in damped]
+        Ad = [a for a, _, _ in damped]
+        Gd = [g for _, g, _ in damped]
+        self.Psi_A, self.Psi_G, self.Sigma_cond = [], [], []
+        for k, i in enumerate(L[:-1]):
+            # Psi^A = A_{i,i+1} Ad_{i+1}^{-1}  (Ad symmetric, so solve and transpose)
+            PA = torch.linalg.solve(Ad[k + 1], factors.A[i][i + 1].T).T
+            PG = torch.linalg.solve(Gd[k + 1], factors.G[i][i + 1].T).T
+            self.Psi_A.append(PA)
+            self.Psi_G.append(PG)
+            C = PA @ factors.A[i + 1][i]
+            D = PG @ factors.G[i + 1][i]
+            self.Sigma_cond.append(KroneckerSumInverse(Ad[k], Gd[k], (C + C.T) / 2, (D + D.T) / 2, -1))
+        self.A_last_inv, self.G_last_inv = sym_inverse(Ad[-1]), sym_inverse(Gd[-1])
+
+    def apply(self, grads):
+        """:math:`\\Xi^\\top\\Lambda\\Xi v` in matrix form (notes §6.2), per-layer in and out."""
+        V = _check_grads(grads, self.shapes)
+        n = len(V)
+        # u = Ξ v:  U_i = V_i - Psi^G V_{i+1} Psi^A^T
+        U = [V[k] - self.Psi_G[k] @ V[k + 1] @ self.Psi_A[k].T for k in range(n - 1)] + [V[-1]]
+        # Λ: App. B for the conditionals, the plain Kronecker inverse for the last layer
+        U = [S.apply(u) for S, u in zip(self.Sigma_cond, U)] + [self.G_last_inv @ U[-1] @ self.A_last_inv]
+        # Ξ^T:  out_i = U_i - Psi^G_{i-1}^T U_{i-1} Psi^A_{i-1}
+        return [U[0]] + [U[k] - self.Psi_G[k - 1].T @ U[k - 1] @ self.Psi_A[k - 1] for k in range(1, n)]
+
+    def dense(self):
+        """The ``D × D`` matrix :math:`\\Xi^\\top\\Lambda\\Xi` in paper order."""
+        sizes = [m * n for m, n in self.shapes]
+        off = [0]
+        for s in sizes:
+            off.append(off[-1] + s)
+        ref = self.A_last_inv
+        Xi = torch.eye(off[-1], dtype=ref.dtype, device=ref.device)
+        for k in range(len(sizes) - 1):
+            Xi[off[k]:off[k + 1], off[k + 1]:off[k + 2]] = -torch.kron(self.Psi_A[k], self.Psi_G[k])
+        Lam = torch.block_diag(*[S.dense() for S in self.Sigma_cond],
+                               torch.kron(self.A_last_inv, self.G_last_inv))
+        return Xi.T @ Lam @ Xi
+
+
+def _check_grads(grads, shapes):
+    grads = list(grads)
+    if len(grads) != len(shapes):
+        raise ValueError(f"expected {len(shapes)} per-layer gradients, got {len(grads)}")
+    for k, (V, s) in enumerate(zip(grads, shapes)):
+        if tuple(V.shape) != tuple(s):
+            raise ValueError(f"gradient {k} has shape {tuple(V.shape)}, expected {tuple(s)} "
+                             f"(d_i × (d_(i-1)+1): weight with the bias as last column)")
+    return grads
