@@ -1,0 +1,75 @@
+r"""The exact-Fisher quadratic model and its minimizers over a few directions (Secs. 6.4, 7, App. C).
+
+.. math::
+    M(\delta) = \tfrac12 \delta^\top (F + \lambda I)\delta + \nabla h^\top \delta + h(\theta)
+
+(``damping`` = :math:`\lambda+\eta` in the paper's notation).  For directions
+:math:`u_1,\dots,u_k` (e.g. the K-FAC proposal :math:`\Delta` and the previous update
+:math:`\delta_0`), the best :math:`\delta = \sum_a c_a u_a` solves the :math:`k\times k` system
+:math:`(U^\top F U + \lambda U^\top U) c = -U^\top\nabla h`; for :math:`k = 1` this is the
+re-scaling :math:`\alpha^* = -\nabla h^\top\Delta / (\Delta^\top F\Delta + \lambda\|\Delta\|^2)`
+(Sec. 6.4), for :math:`k = 2` the momentum pair :math:`(\alpha^*, \mu^*)` (Sec. 7).
+
+:math:`u^\top F v = \frac1N\sum_n (B_n J_n u)^\top (B_n J_n v)` with :math:`B_n^\top B_n = F_R`
+(App. C): :math:`J_n u` is one forward-mode (R-op) pass over stored activations, no backward pass.
+Directions are lists of per-layer matrices in the :math:`\bar W` layout.
+"""
+from __future__ import annotations
+
+import torch
+
+from .backprop import activation_derivative
+
+
+def dot(u, v):
+    """:math:`\\sum_i \\langle U_i, V_i \\rangle` for per-layer lists (a 0-d tensor)."""
+    return sum((a * b).sum() for a, b in zip(u, v))
+
+
+def jvp_output(fw, directions):
+    r"""Forward-mode products :math:`J u_a` at the output for ``k`` directions at once.
+
+    ``directions``: list of ``k`` per-layer lists.  Returns ``(k, N, C)``:
+    :math:`R s_i = U_i \bar a_{i-1} + \bar W_i R\bar a_{i-1}`, :math:`R a_i = \phi_i'(s_i)\odot R s_i`.
+    """
+    n_layers = len(fw.Wbar)
+    Rs = None
+    for i in range(n_layers):
+        U = torch.stack([d[i] for d in directions]).to(fw.z.dtype)  # (k, d_i, d_{i-1}+1)
+        out = fw.a_bar[i] @ U.transpose(1, 2)  # (k, N, d_i)
+        if Rs is not None:
+            Ra = Rs * activation_derivative(fw.acts[i - 1], fw.s[i - 1])
+            out = out + Ra @ fw.Wbar[i][:, :-1].T
+        Rs = out
+    return Rs
+
+
+def fisher_gram(fw, family, directions):
+    r"""The ``k × k`` matrix :math:`[u_a^\top F u_b]` of the exact Fisher on the batch of ``fw``."""
+    BJ = family.fisher_sqrt(fw.z, jvp_output(fw, directions))  # (k, N, C)
+    return torch.einsum("anc,bnc->ab", BJ, BJ) / fw.z.shape[0]
+
+
+def solve_quadratic(F_gram, grad_dots, vec_gram, damping):
+    r"""Minimize :math:`M` over the span of the directions.
+
+    Args:
+        F_gram: ``k × k`` :math:`[u_a^\top F u_b]`.
+        grad_dots: ``k`` values :math:`u_a^\top \nabla h`.
+        vec_gram: ``k × k`` :math:`[u_a^\top u_b]`.
+        damping: :math:`\lambda` (the paper's :math:`\lambda + \eta`).
+
+    Returns:
+        ``(coeffs, model_change)`` with :math:`M(\delta) - M(0) = \frac12\nabla h^\top\delta` at the
+        optimum.  A pseudo-inverse handles a zero direction (e.g. :math:`\delta_0 = 0` at the first
+        step) by giving it coefficient 0, as the released code does.
+    """
+    Q = F_gram + damping * vec_gram
+    coeffs = -torch.linalg.pinv(Q) @ grad_dots
+    return coeffs, 0.5 * (grad_dots @ coeffs)
+
+
+def model_change(F_gram, grad_dots, vec_gram, damping, coeffs):
+    r""":math:`M(\delta) - M(0)` for :math:`\delta = \sum_a c_a u_a` (any coefficients)."""
+    Q = F_gram + damping * vec_gram
+    return 0.5 * coeffs @ Q @ coeffs + grad_dots @ coeffs
