@@ -227,6 +227,7 @@ class CumulantDecomposition:
             E[\bar a^{(2)}]\kappa(\bar a^{(1)},g^{(1)},g^{(2)}))`.
         bound: the Eq. (4) bound.
         residual: ``error - kappa4 - kappa3_terms[0] - kappa3_terms[1]`` (0 under Lemma 4).
+        fisher: the exact block :math:`F_{ij} = E[\bar a^{(1)}\bar a^{(2)}g^{(1)}g^{(2)}]`, for scale.
     """
 
     error: torch.Tensor
@@ -234,10 +235,11 @@ class CumulantDecomposition:
     kappa3_terms: tuple
     bound: torch.Tensor
     residual: torch.Tensor
+    fisher: torch.Tensor
 
     def relative_residual(self):
-        """``max|residual| / max|error|`` (a float)."""
-        return float(self.residual.abs().max() / self.error.abs().max().clamp_min(1e-300))
+        """``max|residual| / max|F_ij|`` (a float; ~1e-16 when Eq. (3) holds)."""
+        return float(self.residual.abs().max() / self.fisher.abs().max().clamp_min(1e-300))
 
 
 def _contract(w, X1, X2, H, chunk_bytes):
@@ -294,7 +296,7 @@ def cumulant_decomposition(moments: GradientMoments, i, j, chunk_bytes=2 ** 26) 
     bound = kappa4.abs() + term1.abs() + term2.abs()
     residual = error - kappa4 - term1 - term2
     return CumulantDecomposition(_layout(error), _layout(kappa4), (_layout(term1), _layout(term2)),
-                                 _layout(bound), _layout(residual))
+                                 _layout(bound), _layout(residual), _layout(M4))
 
 
 def block_decomposition(net, X, i, j, loss="cross_entropy", kind="true", y=None, n_samples=1,
