@@ -1,0 +1,354 @@
+r"""K-FAC the optimizer (Martens & Grosse 2015, Algorithm 2, Secs. 5–7, 13) against dense oracles.
+
+The exact-step tests rebuild one or two K-FAC iterations from independent pieces: the Kronecker
+factors from ``reference.kronecker_factors`` (per-sample autograd loops) at targets sampled with a
+twin of the optimizer's generator, the dense damped inverse from ``BlockDiagonalInverse.dense()`` /
+``BlockTridiagonalInverse.dense()`` (and the brute-force reference inverse), the exact Fisher from
+``reference.true_fisher`` (autograd Jacobians), and α, μ from a dense 2×2 solve.
+"""
+import copy
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as Fn
+from torch import nn
+
+import kfac_teach as kt
+import reference as ref
+from kfac_teach.optim import KFAC
+from kfac_teach.schedules import OMEGA1, OMEGA2, PolyakAverage, epsilon, lm_rule, minibatch_size, sparse_init_
+from reference import assert_close_rel
+
+DT = torch.float64
+ETA = 1e-3
+
+
+def _problem(sizes=(4, 3, 3, 4), n=8, seed=0, activation="tanh"):
+    torch.manual_seed(seed)
+    net = kt.MLP(list(sizes), activation).double()
+    g = torch.Generator().manual_seed(seed + 100)
+    X = torch.randn(n, sizes[0], generator=g, dtype=DT)
+    Y = torch.rand(n, sizes[-1], generator=g, dtype=DT)
+    return net, X, Y
+
+
+def _closure(opt, net, X, Y):
+    def closure():
+        opt.zero_grad()
+        loss = Fn.binary_cross_entropy_with_logits(net(X), Y, reduction="sum") / len(X)
+        loss.backward()
+        return loss
+    return closure
+
+
+def _grad_h(net, X, Y, eta=ETA):
+    """Paper-order ∇h = ∇(batch-mean loss) + η θ, by autograd on a copy."""
+    net64 = copy.deepcopy(net)
+    loss = Fn.binary_cross_entropy_with_logits(net64(X), Y, reduction="sum") / len(X)
+    grads = torch.autograd.grad(loss, ref.params_paper(net64))
+    return ref.paper_grad_from_param_grads(grads) + eta * kt.paper_vector(net)
+
+
+def _sampled_factors(net, X1, gen, structure):
+    """Reference Ā, G on X1 at Bernoulli targets drawn exactly as the optimizer draws them."""
+    with torch.no_grad():
+        p = torch.sigmoid(net(X1))
+    y = torch.bernoulli(p[:, None, :].expand(-1, 1, -1), generator=gen)[:, 0]
+    return ref.kronecker_factors(net, X1, "bernoulli", kind="empirical", y=y)
+
+
+def _dense_inverse(A, G, structure, damping):
+    L = tuple(sorted(A))
+    if structure == "block_diagonal":
+        inv = kt.BlockDiagonalInverse(kt.KroneckerFactors(A, G, L), damping).dense()
+        assert_close_rel(inv, ref.block_diagonal_inverse(A, G, list(L), damping), rtol=1e-8)
+    else:
+        inv = kt.BlockTridiagonalInverse(kt.KroneckerFactors(A, G, L), damping).dense()
+        assert_close_rel(inv, ref.tridiagonal_inverse_dense(A, G, list(L), damping), rtol=1e-7)
+    return inv
+
+
+def _mix(old, new, eps):
+    return {i: {j: eps * old[i][j] + (1 - eps) * new[i][j] for j in new[i]} for i in new}
+
+
+STRUCTURES = ["block_diagonal", "block_tridiagonal"]
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_first_two_steps_equal_dense_damped_preconditioned_steps(structure):
+    """k = 1: δ = αΔ with Δ = −F̃_damped⁻¹∇h (ε₁ = 0) and α* of Sec. 6.4; k = 2: ε₂ = ½ averages,
+    δ = αΔ + μδ₀ with (α, μ) the dense 2×2 minimizer of M with the exact F on S₂ (Sec. 7)."""
+    net, X, Y = _problem(sizes=(4, 3, 3, 3, 4))
+    lam0, n1, n2 = 2.0, 4, 6  # tau1 = 1/2, tau2 = 3/4 of 8 rows
+    opt = KFAC(net, loss="bernoulli", structure=structure, damping=lam0, weight_decay=ETA,
+               tau1=0.5, tau2=0.75, generator=torch.Generator().manual_seed(7))
+    twin = torch.Generator().manual_seed(7)
+    closure = _closure(opt, net, X, Y)
+    gamma = math.sqrt(lam0 + ETA)
+    delta0, A_old, G_old = None, None, None
+    for k in (1, 2):
+        theta = kt.paper_vector(net)
+        grad = _grad_h(net, X, Y)
+        A, G = _sampled_factors(net, X[:n1], twin, structure)
+        if k == 2:
+            A, G = _mix(A_old, A, 0.5), _mix(G_old, G, 0.5)
+        Delta = -_dense_inverse(A, G, structure, gamma ** 2) @ grad
+        F = ref.true_fisher(net, X[:n2], "bernoulli")
+        U = torch.stack([Delta] if k == 1 else [Delta, delta0], 1)
+        Q = U.T @ F @ U + (lam0 + ETA) * U.T @ U
+        coeffs = -torch.linalg.solve(Q, U.T @ grad)
+        expected = theta + U @ coeffs
+        opt.step(closure)
+        assert_close_rel(kt.paper_vector(net), expected, rtol=1e-8, msg=f"θ after step {k}")
+        assert_close_rel(opt.info["alpha"], coeffs[0], rtol=1e-7)
+        assert_close_rel(opt.info["model_change"], 0.5 * grad @ (U @ coeffs), rtol=1e-7)
+        if k == 2:
+            assert_close_rel(opt.info["mu"], coeffs[1], rtol=1e-7)
+        else:
+            assert float(opt.info["mu"]) == 0.0
+        delta0, A_old, G_old = expected - theta, A, G
+
+
+def test_alpha_mu_minimize_quadratic_model_on_span():
+    """M(αΔ + μδ₀) (exact F, damping λ+η) is smallest at the reported (α, μ); M(δ) − M(0) matches."""
+    net, X, Y = _problem(sizes=(4, 3, 3, 4), n=10, seed=4)
+    opt = KFAC(net, loss="bernoulli", damping=1.0, weight_decay=ETA, tau2=1.0,
+               generator=torch.Generator().manual_seed(4))
+    closure = _closure(opt, net, X, Y)
+    opt.step(closure)
+    delta0 = torch.cat([kt.vec(d) for d in opt.kfac_state["delta0"]])
+    theta = kt.paper_vector(net)
+    grad = _grad_h(net, X, Y)
+    F = ref.true_fisher(net, X, "bernoulli")
+    lam = float(opt.kfac_state["lambda_"])
+    opt.step(closure)
+    delta = kt.paper_vector(net) - theta
+    alpha, mu = float(opt.info["alpha"]), float(opt.info["mu"])
+    Delta = (delta - mu * delta0) / alpha
+    M = lambda a, m: (lambda d: 0.5 * d @ F @ d + 0.5 * (lam + ETA) * d @ d + grad @ d)(a * Delta + m * delta0)
+    best = M(alpha, mu)
+    for da, dm in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1)):
+        assert M(alpha + 1e-3 * da * abs(alpha), mu + 1e-3 * dm * max(abs(mu), 1e-3)) > best
+    assert_close_rel(opt.info["model_change"], best, rtol=1e-7)
+
+
+def test_paper_constants_and_epsilon_schedule():
+    assert OMEGA1 == pytest.approx(0.77378, abs=1e-5) and 1 / OMEGA1 == pytest.approx(1.29236, abs=1e-5)
+    assert OMEGA2 == pytest.approx(0.59874, abs=1e-5) and 1 / OMEGA2 == pytest.approx(1.67018, abs=1e-5)
+    assert [epsilon(k) for k in (1, 2, 3, 4)] == [0.0, 0.5, pytest.approx(2 / 3), 0.75]
+    assert epsilon(20) == pytest.approx(0.95) and epsilon(21) == 0.95 and epsilon(10 ** 6) == 0.95
+    with pytest.raises(ValueError):
+        epsilon(0)
+
+
+def test_lm_rule():
+    lam = torch.tensor(150.0, dtype=DT)
+    assert float(lm_rule(lam, 0.9)) == pytest.approx(150 * OMEGA1)
+    assert float(lm_rule(lam, 0.1)) == pytest.approx(150 / OMEGA1)
+    assert float(lm_rule(lam, -3.0)) == pytest.approx(150 / OMEGA1)
+    assert float(lm_rule(lam, 0.5)) == 150.0
+    assert float(lm_rule(lam, math.nan)) == pytest.approx(150 / OMEGA1)
+    assert float(lm_rule(lam, -math.inf)) == pytest.approx(150 / OMEGA1)
+
+
+def test_lambda_follows_rho_every_T1_steps():
+    """ρ = (h(θ+δ) − h(θ)) / (M(δ) − M(0)) with h including η/2‖θ‖², computed only at k ≡ 0 (mod T1)."""
+    net, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=5)
+    opt = KFAC(net, loss="bernoulli", damping=5.0, weight_decay=ETA, T1=3, T2=6, T3=3,
+               generator=torch.Generator().manual_seed(5))
+    closure = _closure(opt, net, X, Y)
+    lam = 5.0
+    for k in range(1, 10):
+        theta = kt.paper_vector(net)
+        opt.step(closure)
+        rho = float(opt.info["rho"])
+        if k % 3:
+            assert math.isnan(rho) and float(opt.info["lambda"]) == pytest.approx(lam)
+            continue
+        with torch.no_grad():
+            new = Fn.binary_cross_entropy_with_logits(net(X), Y, reduction="sum") / len(X)
+        h_new = float(new) + ETA / 2 * float(kt.paper_vector(net).square().sum())
+        h_old = float(opt.info["loss"]) + ETA / 2 * float(theta.square().sum())
+        assert rho == pytest.approx((h_new - h_old) / float(opt.info["model_change"]), rel=1e-9)
+        lam = lam * OMEGA1 if rho > 0.75 else lam / OMEGA1 if rho < 0.25 else lam
+        assert float(opt.info["lambda"]) == pytest.approx(lam)
+
+
+def test_gamma_search_candidates_and_bounds():
+    net, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=6)
+    opt = KFAC(net, loss="bernoulli", damping=4.0, weight_decay=ETA, T2=2, T3=1,
+               generator=torch.Generator().manual_seed(6))
+    closure = _closure(opt, net, X, Y)
+    g0 = math.sqrt(4.0 + ETA)
+    opt.step(closure)
+    assert opt.info["gamma"] == g0
+    opt.step(closure)
+    assert min(abs(opt.info["gamma"] - g) for g in (g0, OMEGA2 * g0, g0 / OMEGA2)) < 1e-12
+    net, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=6)
+    opt = KFAC(net, loss="bernoulli", damping=4.0, weight_decay=ETA, T2=2, T3=1,
+               gamma_bounds=(0.5, 1.0), generator=torch.Generator().manual_seed(6))
+    assert opt._gamma_candidates(2) == [g0, max(OMEGA2 * g0, 0.5), 1.0]
+
+
+def test_minibatch_schedule_check_values():
+    assert minibatch_size(100, 60000) == 2253
+    assert minibatch_size(100, 20000) == 1811
+    assert minibatch_size(100, 103500) == 2510
+    assert minibatch_size(1, 60000) == 1000 and minibatch_size(500, 60000) == 60000
+    assert minibatch_size(10 ** 4, 60000) == 60000 and minibatch_size(5, 500) == 500
+
+
+def test_sparse_init_and_polyak_average():
+    torch.manual_seed(0)
+    net = kt.MLP([40, 20, 30], "tanh")
+    sparse_init_(net, n_nonzero=15, generator=torch.Generator().manual_seed(0))
+    W0, W1 = net.layers[0].weight, net.layers[1].weight
+    assert ((W0 != 0).sum(1) <= 15).all() and ((W1 != 0).sum(1) <= 15).all() and (W0 != 0).any()
+    assert (net.layers[0].bias == 0.5).all() and (net.layers[1].bias == 0).all()
+    avg = PolyakAverage(net, xi=0.5)
+    before = [p.detach().clone() for p in net.parameters()]
+    avg.update()  # first call copies θ
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    avg.update()  # ξ_2 = min(1 - 1/2, 0.5) = 0.5
+    for a, b in zip(avg.average, [before[0], before[1], before[2], before[3]]):
+        assert torch.allclose(a, b + 0.5)
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_state_dict_round_trip_gives_identical_continuation(structure):
+    net, X, Y = _problem(sizes=(4, 3, 3, 4), n=16, seed=8)
+    kw = dict(loss="bernoulli", structure=structure, damping=2.0, weight_decay=ETA, T1=2, T2=10, T3=5,
+              tau1=0.5, tau2=0.5)
+    opt = KFAC(net, generator=torch.Generator().manual_seed(8), **kw)
+    closure = _closure(opt, net, X, Y)
+    for _ in range(3):
+        opt.step(closure)
+    saved_net, saved = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
+    trace = []
+    for _ in range(5):  # k = 4..8: reuses the inverse of k = 3, recomputes at 5, ρ at 4, 6, 8
+        opt.step(closure)
+        trace.append(kt.paper_vector(net))
+    net2 = _problem(sizes=(4, 3, 3, 4), n=16, seed=99)[0]
+    net2.load_state_dict(saved_net)
+    opt2 = KFAC(net2, generator=torch.Generator().manual_seed(12345), **kw)
+    opt2.load_state_dict(saved)
+    closure2 = _closure(opt2, net2, X, Y)
+    for t in trace:
+        opt2.step(closure2)
+        assert torch.equal(kt.paper_vector(net2), t)
+    assert opt2.kfac_state["k"] == opt.kfac_state["k"] == 9
+
+
+@pytest.mark.parametrize("mode", ["adaptive", "simple"])
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_loss_decreases_on_toy_autoencoder(structure, mode):
+    g = torch.Generator().manual_seed(0)
+    X = torch.sigmoid(3 * torch.randn(256, 3, generator=g) @ torch.randn(3, 12, generator=g))
+    torch.manual_seed(0)
+    net = kt.MLP([12, 8, 6, 12], "tanh")
+    opt = KFAC(net, loss="bernoulli", structure=structure, mode=mode,
+               damping=1.0 if mode == "adaptive" else 0.1, lr=0.5, momentum=0.5,
+               generator=torch.Generator().manual_seed(0))
+    closure = _closure(opt, net, X, X)
+    first = float(opt.step(closure))
+    for _ in range(30):
+        last = float(opt.step(closure))
+    best_possible = float(Fn.binary_cross_entropy(X, X, reduction="sum")) / len(X)
+    assert last - best_possible < 0.2 * (first - best_possible), (first, last, best_possible)
+
+
+def test_empirical_fisher_and_other_losses_run():
+    torch.manual_seed(0)
+    net = kt.MLP([5, 4, 3], "tanh").double()
+    X = torch.randn(20, 5, dtype=DT)
+    y = torch.randint(0, 3, (20,))
+    for fisher in ("true", "empirical"):
+        opt = KFAC(net, loss="cross_entropy", fisher=fisher, damping=1.0)
+
+        def closure():
+            opt.zero_grad()
+            loss = Fn.cross_entropy(net(X), y)
+            loss.backward()
+            return loss
+        losses = [float(opt.step(closure)) for _ in range(10)]
+        assert losses[-1] < losses[0]
+
+
+def test_empirical_G_is_m_times_captured_output_gradient():
+    """fisher='empirical' uses g = ∂L/∂z at the training targets, per example (×m, notes §2)."""
+    net, X, Y = _problem(sizes=(4, 3, 4), n=8, seed=9)
+    A, G = ref.kronecker_factors(net, X, "bernoulli", kind="empirical", y=Y)
+    opt = KFAC(net, loss="bernoulli", fisher="empirical", tau1=1.0, damping=1.0)
+    opt.step(_closure(opt, net, X, Y))
+    for i in (0, 1):
+        assert_close_rel(opt.kfac_state["G"][i][i], G[i][i], rtol=1e-10)
+        assert_close_rel(opt.kfac_state["A"][i][i], A[i][i], rtol=1e-10)
+
+
+def test_nan_loss_warns_and_keeps_state():
+    net, X, Y = _problem(sizes=(4, 3, 4), n=8, seed=10)
+    opt = KFAC(net, loss="bernoulli", damping=1.0, generator=torch.Generator().manual_seed(0))
+    closure = _closure(opt, net, X, Y)
+    opt.step(closure)
+    theta, state = kt.paper_vector(net), copy.deepcopy(opt.state_dict())
+
+    def bad():
+        opt.zero_grad()
+        loss = closure() * math.nan
+        return loss
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        opt.step(bad)
+    assert torch.equal(kt.paper_vector(net), theta) and opt.info["skipped"]
+    after = opt.state_dict()["kfac"]
+    assert after["k"] == state["kfac"]["k"] == 2
+    assert torch.equal(after["A"][0][0], state["kfac"]["A"][0][0])
+    assert torch.equal(after["generator"], state["kfac"]["generator"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.step(closure)
+    assert not opt.info["skipped"]
+
+
+def test_bad_inputs():
+    net, X, Y = _problem(sizes=(4, 3, 4), n=8, seed=11)
+    opt = KFAC(net, loss="bernoulli")
+
+    def returns_none():
+        opt.zero_grad()
+        (Fn.binary_cross_entropy_with_logits(net(X), Y, reduction="sum") / len(X)).backward()
+    with pytest.raises(TypeError, match="closure returned None"):
+        opt.step(returns_none)
+    with pytest.raises(ValueError, match="closure"):
+        opt.step()
+    with pytest.raises(TypeError):
+        KFAC(nn.Sequential(nn.Conv1d(1, 1, 3), nn.Linear(2, 2)))
+    with pytest.raises(TypeError):
+        KFAC(nn.Sequential(nn.Linear(2, 2, bias=False)))
+    for kw in (dict(structure="full"), dict(mode="fast"), dict(fisher="mc"), dict(T2=7, T3=5),
+               dict(tau1=0), dict(tau2=2.0), dict(damping=-1.0), dict(omega1=1.5), dict(pi="max"),
+               dict(gamma_bounds=(1.0, 0.1)), dict(loss="hinge")):
+        with pytest.raises(ValueError):
+            KFAC(net, **kw)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_cuda_matches_cpu_float64(structure):
+    """Same first steps on CPU and CUDA in float64 (targets sampled on the CPU generator for both)."""
+    results = []
+    for device in ("cpu", "cuda"):
+        net, X, Y = _problem(sizes=(6, 5, 4, 6), n=32, seed=12)
+        net, X, Y = net.to(device), X.to(device), Y.to(device)
+        opt = KFAC(net, loss="bernoulli", structure=structure, damping=1.0, T1=2, T2=4, T3=2,
+                   generator=torch.Generator().manual_seed(0))
+        closure = _closure(opt, net, X, Y)
+        for _ in range(5):
+            opt.step(closure)
+        results.append((kt.paper_vector(net).cpu(), float(opt.info["lambda"]), opt.info["gamma"]))
+    assert_close_rel(results[1][0], results[0][0], rtol=1e-9)
+    assert results[1][1] == pytest.approx(results[0][1]) and results[1][2] == pytest.approx(results[0][2])
