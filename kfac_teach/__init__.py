@@ -9,10 +9,13 @@ from .factors import KroneckerFactors, kronecker_factors, kronecker_fisher
 from .fisher import exact_fisher
 from .inverses import BlockDiagonalInverse, BlockTridiagonalInverse, KroneckerSumInverse, pi_rule
 from .nets import MLP, load_paper_vector, paper_blocks, paper_vector, unvec, vec
+from .optim import KFAC
+from .schedules import PolyakAverage, epsilon, lm_rule, minibatch_size, sparse_init_
 
 __all__ = [
     "MLP", "vec", "unvec", "paper_blocks", "paper_vector", "load_paper_vector",
     "exact_fisher", "BlockMatrix", "KroneckerFactors", "kronecker_factors", "kronecker_fisher",
     "BlockDiagonalInverse", "BlockTridiagonalInverse", "KroneckerSumInverse", "pi_rule", "data",
+    "KFAC", "PolyakAverage", "epsilon", "lm_rule", "minibatch_size", "sparse_init_",
 ]
 __version__ = "0.1.0"
