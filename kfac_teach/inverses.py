@@ -98,7 +98,7 @@ class BlockDiagonalInverse:
         """Preconditioned gradients ``[U_i]`` for per-layer ``grads`` (``d_i × (d_{i-1}+1)``)."""
         grads = _check_grads(grads, self.shapes)
         if self.tikhonov == "factored":
-            return [Gi @ V @ Ai for V, Ai, Gi in zip(grads, self.A_inv, self.G_inv)]
+            return [_sandwich(Gi, V, Ai) for V, Ai, Gi in zip(grads, self.A_inv, self.G_inv)]
         return [QG @ ((QG.T @ V @ QA) * s) @ QA.T for V, (QA, QG, s) in zip(grads, self.eig)]
 
     def dense(self):
@@ -117,7 +117,8 @@ class KroneckerSumInverse:
     and :math:`\sigma = \pm1`.
 
     With :math:`A^{-1/2}CA^{-1/2} = E_1S_1E_1^\top`, :math:`B^{-1/2}DB^{-1/2} = E_2S_2E_2^\top`,
-    :math:`K_1 = A^{-1/2}E_1`, :math:`K_2 = B^{-1/2}E_2`:
+    :math:`K_1 = A^{-1/2}E_1`, :math:`K_2 = B^{-1/2}E_2` (computed with Cholesky whitening, which
+    gives the same :math:`S` and an equally valid :math:`K`):
     :math:`(A\otimes B + \sigma C\otimes D)^{-1} = (K_1\otimes K_2)(I + \sigma S_1\otimes S_2)^{-1}(K_1\otimes K_2)^\top`,
     applied to :math:`\mathrm{vec}(V)` as :math:`K_2[(K_2^\top V K_1)\oslash(\mathbf 1\mathbf 1^\top + \sigma s_2 s_1^\top)]K_1^\top`.
     """
@@ -132,14 +133,20 @@ class KroneckerSumInverse:
 
     @staticmethod
     def _whitened_eig(A, C):
-        dA, QA = torch.linalg.eigh(A)
-        A_is = (QA * dA.rsqrt()) @ QA.T
-        M = A_is @ C @ A_is
+        r"""``K`` with :math:`K^\top A K = I` and :math:`K^\top C K = \mathrm{diag}(s)`.
+
+        The paper whitens with :math:`A^{-1/2}`; any whitening gives the same inverse, and the
+        Cholesky factor :math:`A = LL^\top` costs one eigendecomposition less:
+        :math:`L^{-1}CL^{-\top} = ESE^\top`, :math:`K = L^{-\top}E`.
+        """
+        L = torch.linalg.cholesky(A)
+        Li_C = torch.linalg.solve_triangular(L, C, upper=False)
+        M = torch.linalg.solve_triangular(L, Li_C.T, upper=False)
         s, E = torch.linalg.eigh((M + M.T) / 2)
-        return A_is @ E, s
+        return torch.linalg.solve_triangular(L.T, E, upper=True), s
 
     def apply(self, V):
-        return self.K2 @ ((self.K2.T @ V @ self.K1) / self.denom) @ self.K1.T
+        return _sandwich(self.K2, _sandwich(self.K2.T, V, self.K1) / self.denom, self.K1.T)
 
     def dense(self):
         K = torch.kron(self.K1, self.K2)
@@ -203,11 +210,11 @@ class BlockTridiagonalInverse:
         V = _check_grads(grads, self.shapes)
         n = len(V)
         # u = Ξ v:  U_i = V_i - Psi^G V_{i+1} Psi^A^T
-        U = [V[k] - self.Psi_G[k] @ V[k + 1] @ self.Psi_A[k].T for k in range(n - 1)] + [V[-1]]
+        U = [V[k] - _sandwich(self.Psi_G[k], V[k + 1], self.Psi_A[k].T) for k in range(n - 1)] + [V[-1]]
         # Λ: App. B for the conditionals, the plain Kronecker inverse for the last layer
-        U = [S.apply(u) for S, u in zip(self.Sigma_cond, U)] + [self.G_last_inv @ U[-1] @ self.A_last_inv]
+        U = [S.apply(u) for S, u in zip(self.Sigma_cond, U)] + [_sandwich(self.G_last_inv, U[-1], self.A_last_inv)]
         # Ξ^T:  out_i = U_i - Psi^G_{i-1}^T U_{i-1} Psi^A_{i-1}
-        return [U[0]] + [U[k] - self.Psi_G[k - 1].T @ U[k - 1] @ self.Psi_A[k - 1] for k in range(1, n)]
+        return [U[0]] + [U[k] - _sandwich(self.Psi_G[k - 1].T, U[k - 1], self.Psi_A[k - 1]) for k in range(1, n)]
 
     def dense(self):
         """The ``D × D`` matrix :math:`\\Xi^\\top\\Lambda\\Xi` in paper order."""
@@ -222,6 +229,13 @@ class BlockTridiagonalInverse:
         Lam = torch.block_diag(*[S.dense() for S in self.Sigma_cond],
                                torch.kron(self.A_last_inv, self.G_last_inv))
         return Xi.T @ Lam @ Xi
+
+
+def _sandwich(L, V, R):
+    """``L @ V @ R`` in the cheaper association order (layer sizes differ, e.g. 1000 vs 250)."""
+    m, k = L.shape
+    n, r = R.shape
+    return (L @ V) @ R if m * k * n + m * n * r <= k * n * r + m * k * r else L @ (V @ R)
 
 
 def _check_grads(grads, shapes):

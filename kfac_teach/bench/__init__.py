@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): ``python -m kfac_teach.bench {fisher,train} ...`` prints/writes JSON."""
