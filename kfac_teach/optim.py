@@ -449,21 +449,27 @@ def unit_gradients(fw, directions):
 
 def output_jvp(fw, directions):
     r""":math:`J u_a` at the output for ``k`` directions (as :func:`kfac_teach.quadratic.jvp_output`, App. C):
-    :math:`R s_i = U_i\bar a_{i-1} + \bar W_i R\bar a_{i-1}`, :math:`R a_i = \phi_i'(s_i)\odot R s_i`; ``(k, N, C)``."""
-    Rs = None
-    for i in range(len(fw.Wbar)):
-        U = torch.stack([d[i] for d in directions])
-        out = fw.a_bar[i] @ U.transpose(1, 2)
+    :math:`R s_i = U_i\bar a_{i-1} + \bar W_i R\bar a_{i-1}`, :math:`R a_i = \phi_i'(s_i)\odot R s_i`.
+
+    Kept in the layout ``(N, k, d_i)`` so that each layer costs two plain matrix products; returns
+    ``(N, k, C)``.
+    """
+    k, N, Rs = len(directions), fw.z.shape[0], None
+    for i, W in enumerate(fw.Wbar):
+        U = torch.cat([d[i] for d in directions], 0)  # (k d_i, d_{i-1}+1)
+        out = (fw.a_bar[i] @ U.T).view(N, k, W.shape[0])
         if Rs is not None:
-            out = out + (Rs * fw.dphi[i - 1]) @ fw.Wbar[i][:, :-1].T
+            Ra = Rs * fw.dphi[i - 1][:, None, :]
+            out = out + (Ra.reshape(N * k, -1) @ W[:, :-1].T).view(N, k, W.shape[0])
         Rs = out
     return Rs
 
 
 def exact_fisher_gram(fw, family, directions):
-    r""":math:`[u_a^\top F u_b]` on the rows of ``fw`` (as :func:`kfac_teach.quadratic.fisher_gram`)."""
-    BJ = family.fisher_sqrt(fw.z, output_jvp(fw, directions))
-    return torch.einsum("anc,bnc->ab", BJ, BJ) / fw.z.shape[0]
+    r""":math:`[u_a^\top F u_b] = \frac1N\sum_n (B_nJ_nu_a)^\top(B_nJ_nu_b)` on the rows of ``fw``
+    (as :func:`kfac_teach.quadratic.fisher_gram`, App. C)."""
+    BJ = family.fisher_sqrt(fw.z[:, None, :], output_jvp(fw, directions))  # (N, k, C)
+    return torch.einsum("nac,nbc->ab", BJ, BJ) / fw.z.shape[0]
 
 
 def lambda_info(st):
