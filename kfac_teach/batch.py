@@ -39,8 +39,7 @@ from .inverses import BlockDiagonalInverse
 from .losses import get_loss
 from .nets import chain
 from .quadratic import dot, fisher_gram, solve_quadratic
-
-OMEGA_1 = (19 / 20) ** 5
+from .schedules import OMEGA1, lm_rule
 
 
 def loss_and_gradient(net, X, y, loss="cross_entropy", weight_decay=0.0, dtype=torch.float64):
@@ -74,22 +73,6 @@ def evaluate(net, X, y, loss="cross_entropy", weight_decay=0.0, dtype=torch.floa
     h = family.loss(fw.z, y).mean() + 0.5 * weight_decay * sum((W ** 2).sum() for W in fw.Wbar)
     err = (fw.z.argmax(1) != y).to(fw.z.dtype).mean() if loss == "cross_entropy" else math.nan
     return float(h), float(err)
-
-
-def sparse_init_(net, n_nonzero=15, generator=None):
-    r"""Sparse initialization (Martens 2010; used by the paper's experiments, Sec. 13): every unit
-    gets ``n_nonzero`` incoming weights drawn from :math:`N(0, 1)` (all of them if it has fewer
-    inputs), the other weights and all biases are 0.  In place; returns ``net``."""
-    with torch.no_grad():
-        for layer in chain(net).linears:
-            W = torch.zeros_like(layer.weight)
-            k = min(int(n_nonzero), W.shape[1])
-            for r in range(W.shape[0]):
-                cols = torch.randperm(W.shape[1], generator=generator)[:k]
-                W[r, cols] = torch.randn(k, generator=generator, dtype=W.dtype)
-            layer.weight.copy_(W)
-            layer.bias.zero_()
-    return net
 
 
 def apply_update(net, delta):
@@ -161,26 +144,18 @@ class BatchKFACHistory:
         return next((k for k, e in enumerate(self.error) if e <= error), None)
 
 
-def lm_update(damping, rho, omega=OMEGA_1):
-    r"""Sec. 6.5: :math:`\lambda\omega_1` if :math:`\rho > 3/4`, :math:`\lambda/\omega_1` if
-    :math:`\rho < 1/4` (or NaN), else unchanged."""
-    if rho > 0.75:
-        return damping * omega
-    if not rho >= 0.25:
-        return damping / omega
-    return damping
-
-
-def batch_kfac(net, X, y, iterations=10, damping=1.0, loss="cross_entropy", momentum=True,
-               adapt_damping=True, omega=OMEGA_1, pi="trace", weight_decay=0.0, target_error=None,
+def batch_kfac(net, X, y, iterations=10, damping=3e-3, loss="cross_entropy", momentum=True,
+               adapt_damping=True, omega=OMEGA1, pi="trace", weight_decay=0.0, target_error=None,
                dtype=torch.float64) -> BatchKFACHistory:
     r"""Train ``net`` in place by full-batch K-FAC (block-diagonal :math:`\breve F^{-1}`).
 
     Args:
         iterations: maximum number of steps.
-        damping: initial :math:`\lambda`.
+        damping: initial :math:`\lambda` (the default 3e-3 takes the Fig. 2 network on
+            ``data.digits(16)``, PyTorch's default init, below 5% training error in 6 iterations).
         momentum: use :math:`\delta = \alpha\Delta + \mu\delta_0` (Sec. 7).
-        adapt_damping: the Levenberg-Marquardt rule (Sec. 6.5) every iteration with ``omega``.
+        adapt_damping: the Levenberg-Marquardt rule (Sec. 6.5,
+            :func:`kfac_teach.schedules.lm_rule`) every iteration with ``omega``.
         target_error: stop as soon as the training error is at most this.
 
     Returns:
@@ -206,5 +181,5 @@ def batch_kfac(net, X, y, iterations=10, damping=1.0, loss="cross_entropy", mome
         hist.seconds.append(time.perf_counter() - start)
         previous = step.delta
         if adapt_damping:
-            lam = lm_update(lam, rho, omega)
+            lam = float(lm_rule(lam, rho, omega))
     return hist

@@ -1,11 +1,10 @@
 """Batch-mode K-FAC (Secs. 4.2, 6.3-6.5, 7) against dense float64 references built with autograd."""
-import math
-
 import pytest
 import torch
 
 import kfac_teach as kt
 from kfac_teach import batch as bt
+from kfac_teach.schedules import lm_rule
 import reference as ref
 from reference import DTYPE, as_double, assert_close_rel, make_inputs, make_net, make_targets
 
@@ -84,6 +83,8 @@ def test_batch_kfac_decreases_the_loss_and_trains_in_place(problem):
     assert len(hist.loss) == len(hist.error) == 7
     assert all(len(getattr(hist, k)) == 6 for k in ("alpha", "mu", "damping", "model_change", "rho", "seconds"))
     assert hist.loss[-1] < 0.5 * hist.loss[0]
+    for k in range(5):  # Sec. 6.5 LM rule applied after every step
+        assert hist.damping[k + 1] == pytest.approx(float(lm_rule(hist.damping[k], hist.rho[k])))
     assert all(m < 0 for m in hist.model_change)
     assert not torch.equal(kt.paper_vector(net), theta0)
     assert bt.evaluate(net, X, y)[0] == pytest.approx(hist.loss[-1], rel=1e-6)
@@ -95,20 +96,3 @@ def test_batch_kfac_stops_at_target_error(problem):
     net, X, y = problem
     hist = bt.batch_kfac(net, X, y, iterations=30, damping=0.1, target_error=0.5)
     assert hist.error[-1] <= 0.5 and len(hist.alpha) == len(hist.error) - 1 < 30
-
-
-def test_lm_rule():
-    w = bt.OMEGA_1
-    assert w == pytest.approx((19 / 20) ** 5)
-    assert bt.lm_update(1.0, 0.9) == pytest.approx(w)
-    assert bt.lm_update(1.0, 0.1) == pytest.approx(1 / w)
-    assert bt.lm_update(1.0, -math.inf) == pytest.approx(1 / w)
-    assert bt.lm_update(1.0, math.nan) == pytest.approx(1 / w)
-    assert bt.lm_update(1.0, 0.5) == 1.0
-
-
-def test_sparse_init():
-    net = bt.sparse_init_(kt.MLP([30, 20, 5]), n_nonzero=15, generator=torch.Generator().manual_seed(0))
-    assert ((net.layers[0].weight != 0).sum(1) == 15).all()
-    assert ((net.layers[1].weight != 0).sum(1) == 15).all()
-    assert (net.layers[0].bias == 0).all()
