@@ -4,6 +4,7 @@ Martens & Grosse (2015), "Optimizing Neural Networks with Kronecker-factored App
 Layers are numbered from 0; θ is ordered layer by layer as vec([W | b]) (column stacking).
 """
 from . import data
+from . import batch, cumulants, regression  # Sec. 3.1 / App. A, Sec. 4.1, batch K-FAC
 from .blockmatrix import BlockMatrix
 from .factors import KroneckerFactors, kronecker_factors, kronecker_fisher
 from .fisher import exact_fisher
