@@ -202,6 +202,63 @@ def gradient_moments(net, X, loss="cross_entropy", kind="true", y=None, n_sample
                            torch.full((N,), 1.0 / N, dtype=dtype, device=fw.z.device))
 
 
+def target_samples(family, z, kind, y=None, n_samples=1, generator=None):
+    r"""Weighted output gradients :math:`Dz`: ``(dirs, weights)`` of shapes ``(N, K, C)``, ``(N, K)``.
+
+    ``"true"`` (``cross_entropy`` only): :math:`Dz = p - e_c` for every class, weight :math:`p_c/N`
+    (exact enumeration); ``"mc"``: ``n_samples`` draws per input, weight :math:`1/(NS)`;
+    ``"empirical"``: the targets ``y``, weight :math:`1/N`.
+    """
+    N = z.shape[0]
+    if kind == "true":
+        if family.name != "cross_entropy":
+            raise ValueError(f'kind="true" samples enumerate the classes of cross_entropy; for '
+                             f'{family.name!r} use kind="mc" (sampled targets) or gradient_moments')
+        p = torch.softmax(z, -1)
+        return p[:, None, :] - torch.eye(z.shape[1], dtype=z.dtype, device=z.device), p / N
+    if kind == "mc":
+        if int(n_samples) < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
+        Dz = family.sample_grad(z, int(n_samples), generator)
+        return Dz, torch.full(Dz.shape[:2], 1.0 / (N * int(n_samples)), dtype=z.dtype, device=z.device)
+    if kind != "empirical":
+        raise ValueError(f"unknown Fisher kind {kind!r}; choose one of {KINDS}")
+    if y is None:
+        raise ValueError('kind="empirical" needs the training targets: pass y=...')
+    y = y.to(z.device)
+    family.check_targets(z, y)
+    return family.grad(z, y)[:, None, :], torch.full((N, 1), 1.0 / N, dtype=z.dtype, device=z.device)
+
+
+def enumerated_moments(net, X, loss="cross_entropy", kind="true", y=None, n_samples=1, generator=None,
+                       dtype=torch.float64, layers=None) -> GradientMoments:
+    r""":class:`GradientMoments` with one weighted *sample* per (input, target): row :math:`(n, c)`
+    holds :math:`\bar a^{(n)}` and :math:`g` back-propagated from :math:`p - e_c` with weight
+    :math:`p_c/N` (``kind="true"``, cross_entropy), or the sampled / given targets
+    (:func:`target_samples`).  Same decomposition as :func:`gradient_moments`, but the rows can be
+    handed to :func:`joint_cumulant` (see :func:`entry_samples`)."""
+    family = get_loss(loss)
+    layers = check_layers(layers, len(chain(net).linears))
+    fw = forward(net, X, dtype)
+    dirs, w = target_samples(family, fw.z, kind, y, n_samples, generator)
+    g = backward(fw, dirs, first_layer=layers[0])
+    K = dirs.shape[1]
+    a = [fw.a_bar[i].repeat_interleave(K, 0) if i in layers else None for i in range(len(g))]
+    gs = [g[i].flatten(0, 1) if i in layers else None for i in range(len(g))]
+    return GradientMoments(a, gs, [t[:, None, :] if t is not None else None for t in gs], w.reshape(-1))
+
+
+def entry_samples(moments: GradientMoments, i, j, k1, k2, k3, k4):
+    r"""``(samples, weights)``: the ``(S, 4)`` columns :math:`(\bar a^{(1)}, \bar a^{(2)}, g^{(1)}, g^{(2)})`
+    for the weights :math:`[W_i]_{k_1,k_2}`, :math:`[W_j]_{k_3,k_4}` (Eq. 2) of sample moments
+    (:func:`enumerated_moments` or :func:`sample_moments`), ready for :func:`joint_cumulant`.  The
+    entry sits at row ``k2 * d_i + k1``, column ``k4 * d_j + k3`` of the block."""
+    if any(V is not None and V.shape[1] != 1 for V in moments.V):
+        raise ValueError("entry_samples needs one sample per row: use enumerated_moments or sample_moments")
+    cols = [moments.a_bar[i][:, k2], moments.a_bar[j][:, k4], moments.m[i][:, k1], moments.m[j][:, k3]]
+    return torch.stack(cols, 1), moments.weights
+
+
 def sample_moments(a_bar, g, weights=None) -> GradientMoments:
     r""":class:`GradientMoments` of plain weighted samples: row ``s`` is one draw of
     :math:`(\bar a_{i-1}, g_i)_i` (lists of ``(S, ·)`` tensors), so ``m = g`` and ``V = g`` (K = 1)."""

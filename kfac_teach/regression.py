@@ -21,10 +21,10 @@ from __future__ import annotations
 import torch
 
 from .backprop import backward, forward
-from .cumulants import normalized_weights
+from .cumulants import normalized_weights, target_samples
 from .fisher import check_layers, per_example_rows
 from .inverses import sym_inverse
-from .losses import KINDS, get_loss
+from .losses import get_loss
 from .nets import chain
 
 
@@ -110,26 +110,8 @@ def gradient_samples(net, X, loss="cross_entropy", kind="true", y=None, n_sample
         ``(rows, weights)``: ``(R, D)`` and ``(R,)`` (rows input-major), ``layers`` selecting columns.
     """
     family = get_loss(loss)
-    if kind not in KINDS:
-        raise ValueError(f"unknown Fisher kind {kind!r}; choose one of {KINDS}")
     layers = check_layers(layers, len(chain(net).linears))
     fw = forward(net, X, dtype)
-    z, N = fw.z, fw.z.shape[0]
-    if kind == "true":
-        if loss != "cross_entropy":
-            raise ValueError(f'kind="true" samples enumerate the classes of cross_entropy; for {loss!r} '
-                             f'use kind="mc" (sampled targets)')
-        p = torch.softmax(z, -1)
-        dirs = p[:, None, :] - torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
-        w = p / N
-    elif kind == "mc":
-        dirs = family.sample_grad(z, int(n_samples), generator)
-        w = torch.full(dirs.shape[:2], 1.0 / (N * int(n_samples)), dtype=z.dtype, device=z.device)
-    else:
-        if y is None:
-            raise ValueError('kind="empirical" needs the training targets: pass y=...')
-        family.check_targets(z, y.to(z.device))
-        dirs = family.grad(z, y.to(z.device))[:, None, :]
-        w = torch.full((N, 1), 1.0 / N, dtype=z.dtype, device=z.device)
+    dirs, w = target_samples(family, fw.z, kind, y, n_samples, generator)
     g = backward(fw, dirs, first_layer=layers[0])
-    return per_example_rows(fw, g, layers, 0, N), w.reshape(-1)
+    return per_example_rows(fw, g, layers, 0, fw.z.shape[0]), w.reshape(-1)

@@ -221,3 +221,25 @@ def test_gaussian_example_error_vanishes():
     dec1 = cu.cumulant_decomposition(cu.gaussian_moments(n_samples=20000, dependence=0.7), 0, 1)
     assert dec0.relative_residual() < 1e-12 and dec1.relative_residual() < 1e-12
     assert dec1.error.abs().max() > 10 * dec0.error.abs().max()
+
+
+@pytest.mark.parametrize("kind", ["true", "empirical", "mc"])
+def test_enumerated_samples_give_the_same_decomposition(kind):
+    net = make_net("mlp-5-4-3-3")
+    X = make_inputs(net, n=6)
+    y = make_targets(net, "cross_entropy", 6)
+    kw = dict(kind=kind, y=y, n_samples=2)
+    mom = cu.gradient_moments(net, X, generator=torch.Generator().manual_seed(1), **kw)
+    smp = cu.enumerated_moments(net, X, generator=torch.Generator().manual_seed(1), **kw)
+    for i, j in [(0, 1), (2, 2)]:
+        a, b = cu.cumulant_decomposition(mom, i, j), cu.cumulant_decomposition(smp, i, j)
+        for name in ("error", "kappa4", "bound"):
+            assert_close_rel(getattr(b, name), getattr(a, name), rtol=1e-10, msg=name)
+        assert float((a.residual - b.residual).abs().max()) < 1e-10 * float(a.fisher.abs().max())
+    # one entry through the generic joint_cumulant: weights [W_0]_{2,4} and [W_1]_{1,3}
+    dec = cu.cumulant_decomposition(smp, 0, 1)
+    S, w = cu.entry_samples(smp, 0, 1, k1=2, k2=4, k3=1, k4=3)
+    r, c = 4 * 4 + 2, 3 * 3 + 1
+    assert float(cu.joint_cumulant(S, w)) == pytest.approx(float(dec.kappa4[r, c]), rel=1e-9, abs=1e-14)
+    t1 = cu.joint_cumulant(S[:, :1], w) * cu.joint_cumulant(S[:, 1:], w)
+    assert float(t1) == pytest.approx(float(dec.kappa3_terms[0][r, c]), rel=1e-9, abs=1e-14)
