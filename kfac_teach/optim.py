@@ -214,8 +214,9 @@ class KFAC(torch.optim.Optimizer):
         return theta, V
 
     def _all_finite(self, loss, V):
-        checks = [torch.isfinite(loss).all()] + [torch.isfinite(v).all() for v in V]
-        return bool(torch.stack(checks).all())
+        """One host sync per step: are the loss and every gradient entry finite?"""
+        flat = torch.cat([loss.reshape(1)] + [v.reshape(-1) for v in V])
+        return bool(torch.isfinite(flat).all())
 
     def _output_directions(self, fw1, m):
         r"""Output-side :math:`\mathcal{D}z` for :math:`S_1`, shape ``(|S_1|, 1, C)``: sampled targets
@@ -244,17 +245,22 @@ class KFAC(torch.optim.Optimizer):
         return A, G
 
     def _update_factors(self, A_batch, G_batch, k):
-        r"""new = ε·old + (1 − ε)·batch with :math:`\epsilon_k = \min(1-1/k, 0.95)` (Sec. 5)."""
+        r"""new = ε·old + (1 − ε)·batch with :math:`\epsilon_k = \min(1-1/k, 0.95)` (Sec. 5).
+
+        The diagonal batch factors are symmetrized, :math:`(X + X^\top)/2`, as in the released code.
+        New tensors are made (the factors the current inverse was built from stay as they were).
+        """
         st, eps = self.kfac_state, epsilon(k)
         for name, batch in (("A", A_batch), ("G", G_batch)):
-            old = st[name]
-            new = {}
-            for i, row in batch.items():
-                new[i] = {}
-                for j, M in row.items():
-                    M = M if old is None else eps * old[i][j] + (1 - eps) * M
-                    new[i][j] = (M + M.T) / 2 if i == j else M
-            st[name] = new
+            keys = [(i, j) for i in batch for j in batch[i]]
+            new = [(batch[i][j] + batch[i][j].T) / 2 if i == j else batch[i][j] for i, j in keys]
+            if st[name] is not None:
+                old = [st[name][i][j] for i, j in keys]
+                new = torch._foreach_add(torch._foreach_mul(old, eps), torch._foreach_mul(new, 1 - eps))
+            table = {}
+            for (i, j), M in zip(keys, new):
+                table.setdefault(i, {})[j] = M
+            st[name] = table
 
     def _inverse(self, gamma):
         """The approximate inverse of the current factors with factored damping γ (damping = γ²)."""
@@ -308,9 +314,10 @@ class KFAC(torch.optim.Optimizer):
         return out
 
     def _apply(self, delta):
-        for layer, d in zip(self.chain.linears, delta):
-            layer.weight.add_(d[:, :-1])
-            layer.bias.add_(d[:, -1])
+        r""":math:`\bar W_i \leftarrow \bar W_i + \delta_i` (one fused call over all weights and biases)."""
+        params = [p for layer in self.chain.linears for p in (layer.weight, layer.bias)]
+        steps = [x for d in delta for x in (d[:, :-1], d[:, -1])]
+        torch._foreach_add_(params, steps)
 
     def _reduction_ratio(self, closure, loss, theta, delta, change):
         r""":math:`\rho = (h(\theta+\delta) - h(\theta)) / (M(\delta) - M(0))` with
