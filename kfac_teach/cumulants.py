@@ -158,50 +158,6 @@ class GradientMoments:
     weights: torch.Tensor
 
 
-def _target_moments(family, z, loss, kind, y, n_samples, generator):
-    """``(mean, factor)`` of :math:`Dz` given each input: ``(N, C)`` and ``(N, K, C)``."""
-    if kind == "true":
-        if loss == "cross_entropy":  # enumerate the classes: Dz = p - e_c with probability p_c
-            p = torch.softmax(z, -1)
-            Dz = p[:, None, :] - torch.eye(z.shape[1], dtype=z.dtype, device=z.device)
-            return (p[:, :, None] * Dz).sum(1), p.sqrt()[:, :, None] * Dz
-        return torch.zeros_like(z), family.fisher_factor(z)  # E[Dz|x] = 0, E[Dz Dzᵀ|x] = F_R
-    if kind == "mc":
-        if int(n_samples) < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
-        Dz = family.sample_grad(z, int(n_samples), generator)  # (N, S, C)
-        return Dz.mean(1), Dz / math.sqrt(int(n_samples))
-    if y is None:
-        raise ValueError('kind="empirical" needs the training targets: pass y=...')
-    y = y.to(z.device)
-    family.check_targets(z, y)
-    Dz = family.grad(z, y)
-    return Dz, Dz[:, None, :]
-
-
-def gradient_moments(net, X, loss="cross_entropy", kind="true", y=None, n_samples=1, generator=None,
-                     dtype=torch.float64, layers=None) -> GradientMoments:
-    r""":class:`GradientMoments` of ``net`` on ``X`` (Algorithm 1, forward and backward).
-
-    ``kind="true"`` is the exact expectation over the model's predictive distribution (classes
-    enumerated for softmax; closed-form output moments otherwise), ``"mc"`` uses ``n_samples``
-    sampled targets per input, ``"empirical"`` the given targets ``y``.  Backprop is linear in
-    :math:`Dz`, so the moments of :math:`Dz` are back-propagated directly.
-    """
-    family = get_loss(loss)
-    if kind not in KINDS:
-        raise ValueError(f"unknown Fisher kind {kind!r}; choose one of {KINDS}")
-    layers = check_layers(layers, len(chain(net).linears))
-    fw = forward(net, X, dtype)
-    mean, factor = _target_moments(family, fw.z, loss, kind, y, n_samples, generator)
-    gm = backward(fw, mean[:, None, :], first_layer=layers[0])
-    gV = backward(fw, factor, first_layer=layers[0])
-    keep = lambda seq, f: [f(t) if i in layers else None for i, t in enumerate(seq)]
-    N = fw.z.shape[0]
-    return GradientMoments(keep(fw.a_bar, lambda t: t), keep(gm, lambda t: t[:, 0]), keep(gV, lambda t: t),
-                           torch.full((N,), 1.0 / N, dtype=dtype, device=fw.z.device))
-
-
 def target_samples(family, z, kind, y=None, n_samples=1, generator=None):
     r"""Weighted output gradients :math:`Dz`: ``(dirs, weights)`` of shapes ``(N, K, C)``, ``(N, K)``.
 
@@ -228,6 +184,38 @@ def target_samples(family, z, kind, y=None, n_samples=1, generator=None):
     y = y.to(z.device)
     family.check_targets(z, y)
     return family.grad(z, y)[:, None, :], torch.full((N, 1), 1.0 / N, dtype=z.dtype, device=z.device)
+
+
+def _target_moments(family, z, kind, y, n_samples, generator):
+    """``(mean, factor)`` of :math:`Dz` given each input: ``(N, C)`` and ``(N, K, C)``."""
+    if kind == "true" and family.name != "cross_entropy":
+        return torch.zeros_like(z), family.fisher_factor(z)  # E[Dz|x] = 0, E[Dz Dzᵀ|x] = F_R
+    dirs, w = target_samples(family, z, kind, y, n_samples, generator)
+    w = w * z.shape[0]  # conditional weights given the input (sum to 1 over K)
+    return (w[:, :, None] * dirs).sum(1), w.sqrt()[:, :, None] * dirs
+
+
+def gradient_moments(net, X, loss="cross_entropy", kind="true", y=None, n_samples=1, generator=None,
+                     dtype=torch.float64, layers=None) -> GradientMoments:
+    r""":class:`GradientMoments` of ``net`` on ``X`` (Algorithm 1, forward and backward).
+
+    ``kind="true"`` is the exact expectation over the model's predictive distribution (classes
+    enumerated for softmax; closed-form output moments otherwise), ``"mc"`` uses ``n_samples``
+    sampled targets per input, ``"empirical"`` the given targets ``y``.  Backprop is linear in
+    :math:`Dz`, so the moments of :math:`Dz` are back-propagated directly.
+    """
+    family = get_loss(loss)
+    if kind not in KINDS:
+        raise ValueError(f"unknown Fisher kind {kind!r}; choose one of {KINDS}")
+    layers = check_layers(layers, len(chain(net).linears))
+    fw = forward(net, X, dtype)
+    mean, factor = _target_moments(family, fw.z, kind, y, n_samples, generator)
+    gm = backward(fw, mean[:, None, :], first_layer=layers[0])
+    gV = backward(fw, factor, first_layer=layers[0])
+    keep = lambda seq, f: [f(t) if i in layers else None for i, t in enumerate(seq)]
+    N = fw.z.shape[0]
+    return GradientMoments(keep(fw.a_bar, lambda t: t), keep(gm, lambda t: t[:, 0]), keep(gV, lambda t: t),
+                           torch.full((N,), 1.0 / N, dtype=dtype, device=fw.z.device))
 
 
 def enumerated_moments(net, X, loss="cross_entropy", kind="true", y=None, n_samples=1, generator=None,
@@ -262,9 +250,9 @@ def entry_samples(moments: GradientMoments, i, j, k1, k2, k3, k4):
 def sample_moments(a_bar, g, weights=None) -> GradientMoments:
     r""":class:`GradientMoments` of plain weighted samples: row ``s`` is one draw of
     :math:`(\bar a_{i-1}, g_i)_i` (lists of ``(S, ·)`` tensors), so ``m = g`` and ``V = g`` (K = 1)."""
-    S = a_bar[0].shape[0]
-    w = normalized_weights(weights, S, a_bar[0])
-    return GradientMoments(list(a_bar), list(g), [t[:, None, :] for t in g], w)
+    first = next(t for t in a_bar if t is not None)
+    w = normalized_weights(weights, first.shape[0], first)
+    return GradientMoments(list(a_bar), list(g), [None if t is None else t[:, None, :] for t in g], w)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,10 +309,17 @@ def cumulant_decomposition(moments: GradientMoments, i, j, chunk_bytes=2 ** 26) 
     r"""Eq. (3) and (4) for every pair of weights in layers ``i`` and ``j`` at once (no entry loops).
 
     With tildes for centered quantities and :math:`H_n = E[\tilde g_i \tilde g_j^\top | x_n]`:
-    :math:`E[\tilde a^{(1)}\tilde a^{(2)}\tilde g^{(1)}\tilde g^{(2)}] = \sum_n w_n \tilde a^{(1)}_n \tilde a^{(2)}_n H_n`,
-    :math:`\kappa_3(\bar a^{(2)}, g^{(1)}, g^{(2)}) = \sum_n w_n \tilde a^{(2)}_n H_n`, and
-    :math:`\kappa_4 = E[\tilde a^{(1)}\tilde a^{(2)}\tilde g^{(1)}\tilde g^{(2)}] - \kappa(\bar a^{(1)},\bar a^{(2)})\kappa(g^{(1)},g^{(2)})
-    - \kappa(\bar a^{(1)},g^{(1)})\kappa(\bar a^{(2)},g^{(2)}) - \kappa(\bar a^{(1)},g^{(2)})\kappa(\bar a^{(2)},g^{(1)})`.
+
+    .. math::
+        E[\tilde a^{(1)}\tilde a^{(2)}\tilde g^{(1)}\tilde g^{(2)}]
+            = \sum_n w_n \tilde a^{(1)}_n \tilde a^{(2)}_n H_n, \qquad
+        \kappa(\bar a^{(2)}, g^{(1)}, g^{(2)}) = \sum_n w_n \tilde a^{(2)}_n H_n,
+
+        \kappa_4 = E[\tilde a^{(1)}\tilde a^{(2)}\tilde g^{(1)}\tilde g^{(2)}]
+            - \kappa(\bar a^{(1)},\bar a^{(2)})\kappa(g^{(1)},g^{(2)})
+            - \kappa(\bar a^{(1)},g^{(1)})\kappa(\bar a^{(2)},g^{(2)})
+            - \kappa(\bar a^{(1)},g^{(2)})\kappa(\bar a^{(2)},g^{(1)}).
+
     Cost: one ``(P_1P_2) × N × (d_i d_j)`` matmul per 4-index tensor (chunked over inputs).
     """
     w = moments.weights
