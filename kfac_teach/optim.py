@@ -84,8 +84,9 @@ class KFAC(torch.optim.Optimizer):
             must be a multiple of ``T3``).
         tau1, tau2: fractions of the batch for the statistics and for the exact-F products.
         omega1, omega2: λ and γ step factors, :math:`(19/20)^5` and :math:`(19/20)^{10}`.
-        gamma_bounds: ``None`` (paper) or ``(lo, hi)``: the candidates ω₂γ and γ/ω₂ are clipped to
-            the interval (released code: ``(sqrt(η), 1)``).
+        gamma_bounds: ``None`` (paper) or ``(lo, hi)`` (released code: ``(sqrt(η), 1)``): the
+            candidates ω₂γ and γ/ω₂ are clipped to the interval but never move γ away from it (a γ
+            above ``hi``, like the initial √(λ+η) = 12.2, can only decrease, by ω₂ per search).
         pi: π rule of the factored damping: ``"trace"``, ``"frobenius"`` or a positive number.
         generator: ``torch.Generator`` for the sampled targets.  ``None`` makes one on the model's
             device, seeded from torch's global RNG.  A CPU generator with a CUDA model samples on
@@ -285,9 +286,9 @@ class KFAC(torch.optim.Optimizer):
         if h["mode"] == "simple" or k % h["T2"] != 0:
             return [gamma]
         down, up = h["omega2"] * gamma, gamma / h["omega2"]
-        if h["gamma_bounds"] is not None:
+        if h["gamma_bounds"] is not None:  # move towards the interval, never past its ends
             lo, hi = h["gamma_bounds"]
-            down, up = max(down, lo), min(up, hi)
+            down, up = min(gamma, max(down, lo)), max(gamma, min(up, hi))
         return [gamma, down, up]
 
     def _directions_gram(self, dirs, V):

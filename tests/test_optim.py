@@ -190,7 +190,12 @@ def test_gamma_search_candidates_and_bounds():
     net, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=6)
     opt = KFAC(net, loss="bernoulli", damping=4.0, weight_decay=ETA, T2=2, T3=1,
                gamma_bounds=(0.5, 1.0), generator=torch.Generator().manual_seed(6))
-    assert opt._gamma_candidates(2) == [g0, max(OMEGA2 * g0, 0.5), 1.0]
+    assert opt._gamma_candidates(2) == [g0, OMEGA2 * g0, g0]  # above hi: may only decrease
+    opt.kfac_state["gamma"] = 0.55
+    assert opt._gamma_candidates(2) == [0.55, 0.5, 0.55 / OMEGA2]  # ω₂γ clipped up to lo
+    opt.kfac_state["gamma"] = 0.9
+    assert opt._gamma_candidates(2) == [0.9, OMEGA2 * 0.9, 1.0]  # γ/ω₂ clipped down to hi
+    assert opt._gamma_candidates(3) == [0.9]
 
 
 def test_minibatch_schedule_check_values():
