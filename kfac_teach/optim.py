@@ -347,6 +347,7 @@ class KFAC(torch.optim.Optimizer):
             nan = torch.full((), math.nan, dtype=loss.dtype, device=loss.device)
             self.info = dict(lambda_info(st), alpha=nan, mu=nan, rho=nan, model_change=nan, loss=loss,
                              k=k, skipped=True)
+            self._release()
             return loss
         m = self._inputs[0].shape[0]
         n1, n2 = _subset_size(h["tau1"], m), _subset_size(h["tau2"], m)
@@ -358,7 +359,12 @@ class KFAC(torch.optim.Optimizer):
             delta, info = self._simple_update(theta, V, k)
         st["delta0"], st["k"] = delta, k + 1
         self.info = dict(info, loss=loss, k=k, skipped=False)
+        self._release()
         return loss
+
+    def _release(self):
+        """Drop the captured activations (they would keep a forward pass's memory alive)."""
+        self._inputs, self._outputs, self._z_grad = {}, {}, None
 
     def _recompute(self, k):
         return k % self.settings["T3"] == 0 or k <= 3
