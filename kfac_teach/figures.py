@@ -1,0 +1,195 @@
+"""Every figure of the lessons, and ``python -m kfac_teach.figures`` to regenerate them in ``figures/``.
+
+Each ``figN_*`` function returns a matplotlib Figure drawn from :mod:`kfac_teach.lessons` (the
+notebooks call the same functions and end the cell with ``plt.show()``); :func:`main` saves them
+all with :func:`kfac_teach.plotting.save_figure`.  Deterministic: seeded training and sampling,
+fixed dpi, no timestamps or software tags in the PNG metadata, so two runs give identical bytes.
+
+Figures (Martens & Grosse, 2015):
+
+* ``natural_gradient.png`` — Sec. 2.2: steepest descent in KL on a 2-parameter model.
+* ``fig2_fisher_vs_kronecker.png`` — Fig. 2: exact F, F̃ and |F − F̃|, middle 4 layers.
+* ``fig2_block_errors.png`` — per-block relative errors and the Sec. 3.1 cumulant bound per block.
+* ``cumulant_terms.png`` — Sec. 3.1 / App. A: one block's error split into κ₄ and κ₃ terms.
+* ``fig3_inverse_structure.png`` — Fig. 3: F̃, its damped inverse and the 4×4 block averages.
+* ``fig4_graphical_models.png`` — Fig. 4: the UGGM and the DGGM.
+* ``fig5_approximations.png`` / ``fig6_inverse_approximations.png`` — Figs. 5-6.
+* ``update_quality.png`` — Sec. 4.4/6.3: update cosine and relative error against damping.
+"""
+from __future__ import annotations
+
+import matplotlib
+
+if __name__ == "__main__":  # pragma: no cover - headless when run as a command
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from . import lessons, plotting  # noqa: E402
+
+
+def natural_gradient(P=None):
+    """Loss contours, the KL ball and the two directions at θ₀ (notebook 01, Sec. 2.2)."""
+    if P is None:
+        P = lessons.natural_gradient_picture(lessons.two_parameter_model(), span=2.0, grid=161)
+    t0 = P["theta0"]
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.contour(P["W"], P["B"], P["loss"], levels=40, cmap="viridis", linewidths=0.8)
+    ax.contour(P["W"], P["B"], P["kl"], levels=[P["eps"]], colors="black", linewidths=1.4)
+    ax.plot(*P["ellipse"].T, "--", color="gray", lw=1, label="½ dᵀF d = ε (quadratic model)")
+    for d, name, c in [(P["d_euclid"], "gradient direction", plotting.COLORS["block-diagonal"]),
+                       (P["d_natural"], "natural gradient", plotting.COLORS["block-tridiagonal"])]:
+        ax.annotate("", xy=t0 + d.numpy(), xytext=t0, arrowprops=dict(arrowstyle="-|>", color=c, lw=2))
+        ax.plot([], [], color=c, lw=2, label=name)
+    ax.plot(*t0, "ko", ms=4)
+    ax.set_xlabel("w")
+    ax.set_ylabel("b")
+    ax.set_aspect("equal")
+    ax.set_xlim(t0[0] - 1, t0[0] + 1)
+    ax.set_ylim(t0[1] - 2.2, t0[1] + 1)
+    ax.set_title("loss contours and the KL ball (black) at θ₀")
+    ax.legend(loc="upper left", fontsize=7)
+    return fig
+
+
+def fig2(setup=None, clip=lessons.FIG2_CLIP, max_pixels=420):
+    """Fig. 2: exact F, F̃ and |F − F̃| for the middle 4 layers, one shared brightness maximum."""
+    setup = setup or lessons.fig2_setup()
+    r = lessons.fisher_comparison(setup, clip=clip)
+    fig, _, _ = plotting.matrix_panels(
+        [r["F"], r["F_tilde"], r["diff"]], ["exact F", "Kronecker-factored F̃", "|F − F̃|"], clip=clip,
+        max_pixels=max_pixels, panel_size=4.2)
+    fig.suptitle(f"Fig. 2 — middle 4 layers of the 256-20-20-20-20-20-10 tanh net after "
+                 f"{setup.final_iteration} batch K-FAC iterations "
+                 f"({100 * setup.history['error'][-1]:.1f}% training error)", fontsize=9)
+    return fig
+
+
+def fig2_block_errors(setup=None, totals=None):
+    """Per-block ‖F_ij − F̃_ij‖/‖F_ij‖ and, per block, Σ|F − F̃| against the Eq. (4) bound."""
+    setup = setup or lessons.fig2_setup()
+    F, Ft, _ = setup.middle()
+    rel = lessons.per_block_relative_error(F, Ft)
+    totals = totals or lessons.error_totals(setup)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.3))
+    plotting.block_average_image(axes[0], rel, layers=F.layers, title="‖F_ij − F̃_ij‖ / ‖F_ij‖")
+    plotting.block_average_image(axes[1], totals.error.numpy(), layers=F.layers, fmt="{:.0f}",
+                                 title="Σ|F − F̃| per block")
+    plotting.block_average_image(axes[2], totals.bound.numpy(), layers=F.layers, fmt="{:.0f}",
+                                 vmax=float(totals.bound.max()), title="Eq. (4) bound per block")
+    fig.tight_layout()
+    return fig
+
+
+def cumulant_terms(setup=None, i=2, j=3, kind="true", max_pixels=420):
+    """Sec. 3.1: the error of F̃ in block (i, j) and its κ₄ / κ₃ terms and residual (shared scale)."""
+    setup = setup or lessons.fig2_setup()
+    r = lessons.cumulant_block(setup, i, j, kind=kind)
+    fig, _, _ = plotting.matrix_panels(list(r["terms"].values()), list(r["terms"].keys()),
+                                       max_pixels=max_pixels, panel_size=2.8)
+    return fig
+
+
+def fig3(setup=None, damping=lessons.FIG3_DAMPING, max_pixels=420, clip=lessons.FIG2_CLIP):
+    """Fig. 3: F̃, (F̃ + λI)⁻¹ and the 4×4 mean |entry| of each block of the inverse."""
+    setup = setup or lessons.fig2_setup()
+    _, Ft, _ = setup.middle()
+    inv = lessons.damped_inverse(Ft, damping)
+    fig = plt.figure(figsize=(12.5, 4.2))
+    gs = fig.add_gridspec(1, 3, width_ratios=[1, 1, 0.8])
+    ax = [fig.add_subplot(gs[0, k]) for k in range(3)]
+    plotting.matrix_image(ax[0], Ft, clip * float(Ft.dense.abs().max()), Ft.block_sizes, title="F̃",
+                          max_pixels=max_pixels, layers=Ft.layers)
+    plotting.matrix_image(ax[1], inv, clip * float(inv.dense.abs().max()), Ft.block_sizes,
+                          title=f"(F̃ + λI)⁻¹, λ = {damping:g}", max_pixels=max_pixels, layers=Ft.layers)
+    plotting.block_average_image(ax[2], inv, title="mean |entry| per block of (F̃ + λI)⁻¹",
+                                 fmt="{:.3g}")
+    fig.suptitle("Fig. 3 — F̃ is dense, its inverse is close to block-tridiagonal "
+                 f"(each panel white at {clip:g} × its own largest |entry|)", fontsize=9)
+    return fig
+
+
+def fig4(layers=lessons.MIDDLE):
+    """Fig. 4: the UGGM and the equivalent DGGM over the layers' gradients."""
+    fig, axes = plt.subplots(2, 1, figsize=(6, 2.8))
+    plotting.chain_graph(axes[0], layers, "undirected")
+    plotting.chain_graph(axes[1], layers, "directed")
+    fig.tight_layout()
+    return fig
+
+
+def _approx_rows(setup, damping, inverse, max_pixels, clip=lessons.FIG2_CLIP):
+    _, _, fac = setup.middle()
+    Fg = lessons.factored_damped_F_tilde(fac, damping)
+    ap = lessons.structured_approximations(fac, damping)
+    if inverse:
+        ref = lessons.damped_inverse(Fg, 0.0).dense
+        rows = [("F̆⁻¹", ap["F_breve_inv"]), ("F̂⁻¹", ap["F_hat_inv"])]
+        name = "F̃⁻¹"
+    else:
+        ref = Fg.dense
+        rows = [("F̆", ap["F_breve"]), ("F̂", ap["F_hat"])]
+        name = "F̃"
+    fig, axes = plt.subplots(2, 3, figsize=(11, 7.0))
+    for r, (label, M) in enumerate(rows):
+        plotting.matrix_panels([ref, M, ref - M], [name, label, f"|{name} − {label}|"], vmax=clip * float(np.abs(ref.numpy()).max()),
+                               block_sizes=Fg.block_sizes, layers=Fg.layers, max_pixels=max_pixels,
+                               axes=list(axes[r]), colorbar=r == 1)
+    fig.suptitle(f"{'Fig. 6' if inverse else 'Fig. 5'} — factored damping γ = √λ, λ = {damping:g}, "
+                 f"one shared maximum (white at {clip:g} × the largest |entry| of {name})", fontsize=9)
+    return fig
+
+
+def fig5(setup=None, damping=lessons.FIG3_DAMPING, max_pixels=560):
+    """Fig. 5: F̃ against F̆ (top) and F̂ (bottom), with the absolute differences."""
+    return _approx_rows(setup or lessons.fig2_setup(), damping, False, max_pixels)
+
+
+def fig6(setup=None, damping=lessons.FIG3_DAMPING, max_pixels=560):
+    """Fig. 6: F̃⁻¹ against F̆⁻¹ (top) and F̂⁻¹ (bottom), with the absolute differences."""
+    return _approx_rows(setup or lessons.fig2_setup(), damping, True, max_pixels)
+
+
+def update_quality(setup=None, dampings=None, pi="trace"):
+    """Cosine and relative error against (F + λI)⁻¹∇h for F̃, F̆ and F̂ as λ varies."""
+    setup = setup or lessons.fig2_setup()
+    dampings = lessons.damping_grid() if dampings is None else dampings
+    q = lessons.update_quality(setup, tuple(float(d) for d in dampings), pi)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
+    plotting.damping_curves(axes[0], q["dampings"], q["rel_error"], "‖u − u*‖ / ‖u*‖",
+                            title="relative error of the update")
+    plotting.damping_curves(axes[1], q["dampings"], q["cosine"], "cos(u, u*)", logy=False,
+                            title="cosine with the exact damped natural gradient")
+    fig.tight_layout()
+    return fig
+
+
+#: name -> builder, in the order :func:`main` writes them.
+FIGURES = {
+    "natural_gradient": natural_gradient,
+    "fig2_fisher_vs_kronecker": fig2,
+    "fig2_block_errors": fig2_block_errors,
+    "cumulant_terms": cumulant_terms,
+    "fig3_inverse_structure": fig3,
+    "fig4_graphical_models": fig4,
+    "fig5_approximations": fig5,
+    "fig6_inverse_approximations": fig6,
+    "update_quality": update_quality,
+}
+
+
+def main(directory=None, names=None):
+    """Regenerate the figures (all, or ``names``) into ``directory`` (default ``figures/``)."""
+    plotting.use_style()
+    paths = []
+    for name in names or FIGURES:
+        paths.append(plotting.save_figure(FIGURES[name](), name, directory))
+        print(paths[-1])
+    return paths
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    main(names=sys.argv[1:] or None)

@@ -1,0 +1,588 @@
+r"""Shared, cached computations behind the notebooks, the explorers and ``python -m kfac_teach.figures``.
+
+Pure functions of their arguments (plus in-memory caches): the notebooks call them, explain and
+``assert``; :mod:`kfac_teach.widgets` wires them to controls; :mod:`kfac_teach.figures` saves them.
+
+* :func:`fig2_setup` — the paper's Fig. 2 network (256-20-20-20-20-20-10, tanh, softmax) on the
+  1797 16×16 digits, partially trained by batch-mode K-FAC (:mod:`kfac_teach.batch`), with the exact
+  :math:`F` and :math:`\tilde F` of layers 1–5 computed **once per (kind, samples, iteration) and
+  cached in memory**.  The middle 4 layers (1, 2, 3, 4 here, numbered from 0; the paper's 2–5) give
+  the 1680×1680 matrices of Fig. 2.  Layer 0 (5140 weights) is left out of the pictures.
+* Notebook 01: Algorithm 1 against autograd, Fisher kinds, Fisher = GGN, a 2-parameter model
+  (:func:`two_parameter_model`, :func:`natural_gradient_picture`).
+* Notebook 02: :func:`fisher_comparison`, :func:`per_block_relative_error`.
+* Notebook 03: :func:`cumulant_block`.
+* Notebook 04: :func:`inverse_pictures`, :func:`structured_approximations`, :func:`update_quality`.
+
+Sizes do **not** depend on ``KFAC_TEACH_SMOKE`` for anything a notebook prints under
+``# NBVAL_CHECK_OUTPUT``; smoke mode only thins sweeps (damping grid, MC sample counts) and skips
+pre-warming caches, see :func:`damping_grid`, :func:`mc_sample_counts`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from . import config, data
+from .backprop import backward, forward
+from .factors import kronecker_factors, kronecker_fisher
+from .fisher import exact_fisher
+from .inverses import BlockDiagonalInverse, BlockTridiagonalInverse
+from .losses import get_loss
+from .nets import MLP, chain, load_paper_vector, paper_blocks, paper_vector, vec
+
+#: The Fig. 2 network (Martens & Grosse (2015), Sec. 3.1): 16×16 inputs, five tanh layers of 20.
+FIG2_SIZES = (256, 20, 20, 20, 20, 20, 10)
+#: Batch-mode K-FAC iterations for the Fig. 2 network: 6 reach 4.6% training error (the paper: 7
+#: iterations, 5% on its 16×16 MNIST).
+FIG2_ITERATIONS = 6
+#: Fig. 2 brightness: white at 0.1 × the largest |entry| (≈ the 99.5th percentile; a handful of
+#: large entries would otherwise leave the pictures black).
+FIG2_CLIP = 0.1
+#: Its "middle 4 layers" (numbered from 0): 4 × 420 = 1680 parameters.
+MIDDLE = (1, 2, 3, 4)
+#: The damping of the Fig. 3 inverse and of Figs. 5-6 (relative to nothing: F's entries are O(1e-3)).
+FIG3_DAMPING = 1e-4
+SEED = 0
+
+
+def damping_grid():
+    """Damping values for the update-quality sweep (13 decades-halves; 7 in smoke mode)."""
+    return np.logspace(-7, -1, config.smoke_or(13, 7))
+
+
+def mc_sample_counts():
+    """Monte-Carlo sample counts for the MC-vs-true Fisher convergence plot."""
+    return config.smoke_or((1, 4, 16, 64, 256), (1, 4, 16, 64))
+
+
+def dense(M):
+    return M.dense if hasattr(M, "dense") else M
+
+
+def flat(grads):
+    """Per-layer ``d_i × (d_{i-1}+1)`` matrices -> one paper-order vector."""
+    return torch.cat([vec(g) for g in grads])
+
+
+def unflat(v, shapes):
+    out, o = [], 0
+    for m, n in shapes:
+        out.append(v[o:o + m * n].reshape(n, m).T)
+        o += m * n
+    return out
+
+
+def cosine(u, v):
+    u, v = u.reshape(-1), v.reshape(-1)
+    return float(u @ v / (u.norm() * v.norm()))
+
+
+def relative_error(u, ref):
+    """:math:`\\|u - u_*\\| / \\|u_*\\|` (Frobenius for matrices)."""
+    return float((dense(u) - dense(ref)).norm() / dense(ref).norm())
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients (Algorithm 1)
+# ---------------------------------------------------------------------------------------------
+
+def loss_gradient(net, X, y, loss="cross_entropy", dtype=torch.float64):
+    r""":math:`\nabla h` as per-layer :math:`\bar W_i`-shaped matrices, by Algorithm 1.
+
+    :math:`h = \frac1N\sum_n L(y_n, f(x_n,\theta))`; :math:`\mathcal{D}z = \partial L/\partial z` is
+    back-propagated to :math:`g_i` and :math:`\nabla_{\bar W_i} h = \frac1N\sum_n g_i \bar a_{i-1}^\top`.
+    """
+    fw = forward(net, X, dtype)
+    Dz = get_loss(loss).grad(fw.z, y.to(fw.z.device))
+    g = backward(fw, Dz[:, None, :])
+    return [gi[:, 0].T @ ab / X.shape[0] for gi, ab in zip(g, fw.a_bar)]
+
+
+def autograd_gradient(net, X, y, loss="cross_entropy"):
+    """The same gradient by ``torch.autograd`` on a float64 copy (the check for Algorithm 1)."""
+    import copy
+    net64 = copy.deepcopy(net).double()
+    z = net64(X.double())
+    h = get_loss(loss).loss(z, y).mean()
+    h.backward()
+    return [torch.cat([l.weight.grad, l.bias.grad[:, None]], 1) for l in chain(net64).linears]
+
+
+def ggn(net, X, loss="cross_entropy"):
+    r"""The generalized Gauss-Newton :math:`\frac1N\sum_n J_n^\top H_L(z_n) J_n` by autograd Jacobians
+    (paper order), :math:`H_L = \mathrm{diag}(p) - pp^\top` for softmax.  Small nets only."""
+    import copy
+    net64 = copy.deepcopy(net).double()
+    theta = torch.cat([vec(W) for W in paper_blocks(net64)])
+    Xd = X.double()
+
+    def out(t):
+        from .nets import split_paper_vector
+        Ws = split_paper_vector(t, chain(net64).shapes)
+        a = Xd
+        for k, (W, act) in enumerate(zip(Ws, chain(net64).activations)):
+            a = a @ W[:, :-1].T + W[:, -1]
+            if act is not None:
+                a = act(a)
+        return a
+
+    if loss != "cross_entropy":
+        raise ValueError("ggn() here is written for the softmax loss")
+    J = torch.func.jacrev(out)(theta)  # (N, C, P)
+    p = torch.softmax(out(theta), -1)
+    H = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # Hessian of the loss in z
+    return torch.einsum("ncp,ncd,ndq->pq", J, H, J) / X.shape[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fisher kinds
+# ---------------------------------------------------------------------------------------------
+
+def fisher_kind_distances(net, X, y, sample_counts, seed=SEED, layers=None):
+    r"""Relative Frobenius distance to the true Fisher of the Monte-Carlo Fisher (for each count
+    of sampled targets per input) and of the empirical Fisher.
+
+    Returns ``{"mc": [...], "empirical": float}``; MC decays like :math:`1/\sqrt{\text{samples}}`,
+    the empirical Fisher stays away (it uses the training targets, Sec. 2.2).
+    """
+    F = exact_fisher(net, X, layers=layers).dense
+    mc = []
+    for s in sample_counts:
+        gen = torch.Generator().manual_seed(seed)
+        Fm = exact_fisher(net, X, kind="mc", n_samples=s, generator=gen, layers=layers).dense
+        mc.append(relative_error(Fm, F))
+    Fe = exact_fisher(net, X, kind="empirical", y=y, layers=layers).dense
+    return {"mc": mc, "empirical": relative_error(Fe, F)}
+
+
+# ---------------------------------------------------------------------------------------------
+# natural gradient on a 2-parameter model (notebook 01)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class TwoParameterModel:
+    r"""Logistic regression :math:`p(y=1|x) = \sigma(wx + b)` with :math:`\theta = (w, b)`: the
+    network ``MLP([1, 1])`` with the Bernoulli loss, so the library computes its 2×2 Fisher.
+
+    Inputs are centred far from 0 (mean 2), which correlates :math:`w` and :math:`b` and makes the
+    Fisher ill-conditioned: the Euclidean and the natural gradient then point very differently.
+    """
+
+    X: torch.Tensor
+    y: torch.Tensor
+    net: MLP
+
+    def theta(self):
+        return flat(paper_blocks(self.net)).double()
+
+    def set_theta(self, theta):
+        load_paper_vector(self.net, torch.as_tensor(theta, dtype=torch.float32))
+
+    def loss(self, theta):
+        """:math:`h(\\theta)`, mean Bernoulli cross-entropy (theta: ``(..., 2)`` array)."""
+        t = torch.as_tensor(theta, dtype=torch.float64)
+        z = t[..., :1] * self.X.double()[:, 0] + t[..., 1:]
+        yy = self.y.double()[:, 0]
+        return (torch.nn.functional.softplus(z) - yy * z).mean(-1)
+
+    def kl(self, theta0, theta):
+        r""":math:`E_x[\mathrm{KL}(P_{y|x}(\theta_0)\,\|\,P_{y|x}(\theta))]` (theta: ``(..., 2)``)."""
+        t0 = torch.as_tensor(theta0, dtype=torch.float64)
+        t = torch.as_tensor(theta, dtype=torch.float64)
+        x = self.X.double()[:, 0]
+        z0, z = t0[0] * x + t0[1], t[..., :1] * x + t[..., 1:]
+        p0 = torch.sigmoid(z0)
+        return (p0 * (torch.nn.functional.logsigmoid(z0) - torch.nn.functional.logsigmoid(z))
+                + (1 - p0) * (torch.nn.functional.logsigmoid(-z0) - torch.nn.functional.logsigmoid(-z))).mean(-1)
+
+    def fisher(self, theta):
+        self.set_theta(theta)
+        return exact_fisher(self.net, self.X, loss="bernoulli").dense
+
+    def gradient(self, theta):
+        self.set_theta(theta)
+        return flat(loss_gradient(self.net, self.X, self.y, loss="bernoulli"))
+
+
+def two_parameter_model(n=200, seed=SEED):
+    """A :class:`TwoParameterModel` on ``n`` seeded 1-D points (labels from w=1.5, b=-3)."""
+    gen = torch.Generator().manual_seed(seed)
+    X = 2.0 + 0.7 * torch.randn(n, 1, generator=gen)
+    p = torch.sigmoid(1.5 * X - 3.0)
+    y = (torch.rand(n, 1, generator=gen) < p).float()
+    torch.manual_seed(seed)
+    return TwoParameterModel(X, y, MLP([1, 1]))
+
+
+def natural_gradient_picture(model, theta0=(-1.0, 1.5), eps=0.02, grid=61, span=3.0):
+    r"""Everything the notebook-01 picture needs, at :math:`\theta_0`.
+
+    * the loss contours on a grid, the KL ball :math:`\{\theta: \mathrm{KL}(\theta_0,\theta) =
+      \varepsilon\}` (exact) and its quadratic model :math:`\frac12 d^\top F d = \varepsilon`;
+    * the two steps that reach the KL ball: along the Euclidean gradient,
+      :math:`d_E = -\sqrt{2\varepsilon/(\hat g^\top F\hat g)}\,\hat g` with
+      :math:`\hat g = \nabla h/\|\nabla h\|`, and along the natural gradient,
+      :math:`d_N = -\sqrt{2\varepsilon/(\nabla h^\top F^{-1}\nabla h)}\,F^{-1}\nabla h`;
+    * the linearized decrease :math:`\nabla h^\top d` of both (natural is the most negative on the
+      ellipse) and the loss actually reached.
+    """
+    t0 = torch.tensor(theta0, dtype=torch.float64)
+    F = model.fisher(t0)
+    g = model.gradient(t0)
+    nat = torch.linalg.solve(F, g)
+    d_nat = -math.sqrt(2 * eps / float(g @ nat)) * nat
+    gh = g / g.norm()
+    d_euc = -math.sqrt(2 * eps / float(gh @ F @ gh)) * gh
+    w = np.linspace(theta0[0] - span, theta0[0] + span, grid)
+    b = np.linspace(theta0[1] - span, theta0[1] + span, grid)
+    W, B = np.meshgrid(w, b)
+    TT = torch.tensor(np.stack([W, B], -1))
+    H = model.loss(TT).numpy()
+    KL = model.kl(t0, TT).numpy()
+    ang = torch.linspace(0, 2 * math.pi, 721, dtype=torch.float64)[:-1]
+    circ = torch.stack([ang.cos(), ang.sin()], 1)
+    # points d on the quadratic ellipse ½ dᵀ F d = eps
+    L = torch.linalg.cholesky(F)
+    ell = torch.linalg.solve_triangular(L.T, circ.T, upper=True).T * math.sqrt(2 * eps)
+    lin = ell @ g
+    return {
+        "theta0": t0.numpy(), "F": F, "grad": g, "W": W, "B": B, "loss": H, "kl": KL, "eps": eps,
+        "ellipse": (t0 + ell).numpy(), "d_euclid": d_euc, "d_natural": d_nat,
+        "best_on_ellipse": ell[int(torch.argmin(lin))], "lin_euclid": float(g @ d_euc),
+        "lin_natural": float(g @ d_nat), "kl_euclid": float(model.kl(t0, t0 + d_euc)),
+        "kl_natural": float(model.kl(t0, t0 + d_nat)), "loss0": float(model.loss(t0)),
+        "loss_euclid": float(model.loss(t0 + d_euc)), "loss_natural": float(model.loss(t0 + d_nat)),
+        "cond_F": float(torch.linalg.cond(F)),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Fig. 2 setup (notebooks 02-04)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Fig2Setup:
+    """The partially trained Fig. 2 network and caches of its curvature matrices.
+
+    Attributes:
+        X, y: the 1797 16×16 digits.
+        thetas: ``{iteration: paper-order θ}`` snapshots from batch-mode K-FAC (0 = initial).
+        history: the training record (iterations, loss, classification error).
+        layers: the middle 4 layers ``(1, 2, 3, 4)`` shown in Fig. 2.
+        all_layers: layers ``1..5`` the caches hold (the layer-range control picks among them).
+        sizes: the layer sizes (the Fig. 2 network; tests use a tiny one).
+    """
+
+    X: torch.Tensor
+    y: torch.Tensor
+    thetas: dict
+    history: dict
+    layers: tuple = MIDDLE
+    all_layers: tuple = (1, 2, 3, 4, 5)
+    sizes: tuple = FIG2_SIZES
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def n_layers(self):
+        return len(self.sizes) - 1
+
+    @property
+    def iterations(self):
+        return tuple(sorted(self.thetas))
+
+    @property
+    def final_iteration(self):
+        return self.iterations[-1]
+
+    def block_size(self, layer):
+        return self.sizes[layer + 1] * (self.sizes[layer] + 1)
+
+    def net(self, iteration=None):
+        """A fresh ``MLP`` holding the parameters after ``iteration`` K-FAC steps (default: last)."""
+        it = self.final_iteration if iteration is None else iteration
+        net = MLP(self.sizes, "tanh")
+        return load_paper_vector(net, self.thetas[it])
+
+    def _cached(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    def matrices(self, kind="true", n_samples=1, iteration=None):
+        """``{"F", "factors", "F_tilde"}`` over :attr:`all_layers`, computed once and cached.
+
+        ``kind="mc"`` draws ``n_samples`` targets per input with a seeded generator (seed 0);
+        ``"empirical"`` uses the training labels.
+        """
+        it = self.final_iteration if iteration is None else iteration
+        n_samples = n_samples if kind == "mc" else 1
+
+        def build():
+            net = self.net(it)
+            kw = dict(kind=kind, y=self.y if kind == "empirical" else None, n_samples=n_samples,
+                      layers=self.all_layers)
+            F = exact_fisher(net, self.X, generator=torch.Generator().manual_seed(SEED), **kw)
+            fac = kronecker_factors(net, self.X, generator=torch.Generator().manual_seed(SEED), **kw)
+            return {"F": F, "factors": fac, "F_tilde": kronecker_fisher(fac)}
+
+        return self._cached(("matrices", kind, n_samples, it), build)
+
+    def middle(self, kind="true", n_samples=1, iteration=None, layers=None):
+        """``(F, F_tilde, factors)`` restricted to ``layers`` (default: the middle 4)."""
+        m = self.matrices(kind, n_samples, iteration)
+        layers = tuple(self.layers if layers is None else layers)
+        key = ("middle", kind, n_samples if kind == "mc" else 1,
+               self.final_iteration if iteration is None else iteration, layers)
+
+        def build():
+            fac = m["factors"]
+            from .factors import KroneckerFactors
+            sub = KroneckerFactors({i: {j: fac.A[i][j] for j in layers} for i in layers},
+                                   {i: {j: fac.G[i][j] for j in layers} for i in layers}, layers)
+            return m["F"].submatrix(layers), m["F_tilde"].submatrix(layers), sub
+
+        return self._cached(key, build)
+
+    def gradient(self, iteration=None, layers=None):
+        """:math:`\\nabla h` (mean cross-entropy) on the digits, per layer, for ``layers`` (middle 4)."""
+        it = self.final_iteration if iteration is None else iteration
+        grads = self._cached(("grad", it), lambda: loss_gradient(self.net(it), self.X, self.y))
+        layers = self.layers if layers is None else layers
+        return [grads[i] for i in layers]
+
+    def damped_solve(self, which="F", damping=1e-3, iteration=None):
+        r""":math:`(M + \lambda I)^{-1}\nabla h` for the middle-4 true ``F`` or ``F_tilde`` (a flat
+        paper-order vector), by a Cholesky solve cached per (matrix, damping, iteration)."""
+        def build():
+            F, Ft, _ = self.middle("true", 1, iteration)
+            M = (F if which == "F" else Ft).dense
+            L = torch.linalg.cholesky(M + damping * torch.eye(M.shape[0], dtype=M.dtype))
+            return torch.cholesky_solve(flat(self.gradient(iteration))[:, None], L)[:, 0]
+
+        return self._cached(("solve", which, float(damping), iteration), build)
+
+
+def train_fig2(X, y, iterations=FIG2_ITERATIONS, damping=3e-3, seed=SEED, sizes=FIG2_SIZES):
+    r"""Batch-mode K-FAC on ``(X, y)`` from a seeded initialization, keeping every iterate.
+
+    A thin adapter over :mod:`kfac_teach.batch` (:func:`~kfac_teach.batch.kfac_step`,
+    :func:`~kfac_teach.batch.evaluate`) and :func:`kfac_teach.schedules.lm_rule`: the same loop as
+    :func:`kfac_teach.batch.batch_kfac` (momentum, Levenberg-Marquardt rule every iteration), which
+    returns only the final network, plus a snapshot of :math:`\theta_k` after each step for the
+    explorer's "training iteration" control.
+
+    Returns:
+        ``(thetas, history)``: ``{k: θ_k}`` for ``k = 0..iterations`` and ``{"loss", "error",
+        "alpha", "mu", "damping"}`` lists (``loss``/``error`` have one entry per iterate).
+    """
+    from .batch import evaluate, kfac_step
+    from .schedules import lm_rule
+
+    torch.manual_seed(seed)
+    net = MLP(sizes, "tanh")
+    thetas = {0: paper_vector(net).clone()}
+    h, err = evaluate(net, X, y)
+    hist = {"loss": [h], "error": [err], "alpha": [], "mu": [], "damping": []}
+    previous, lam = None, float(damping)
+    for k in range(1, int(iterations) + 1):
+        step = kfac_step(net, X, y, lam, previous=previous)
+        load_paper_vector(net, paper_vector(net).double() + flat(step.delta))
+        h_new, err = evaluate(net, X, y)
+        rho = (h_new - step.loss) / step.model_change if step.model_change < 0 else -math.inf
+        for name, v in (("alpha", step.alpha), ("mu", step.mu), ("damping", lam)):
+            hist[name].append(v)
+        hist["loss"].append(h_new)
+        hist["error"].append(err)
+        thetas[k] = paper_vector(net).clone()
+        previous, lam = step.delta, float(lm_rule(lam, rho))
+    return thetas, hist
+
+
+@lru_cache(maxsize=None)
+def fig2_setup():
+    """The shared, cached :class:`Fig2Setup` (trained once per Python process)."""
+    X, y = data.digits(16)
+    thetas, history = train_fig2(X, y)
+    return Fig2Setup(X, y, thetas, history)
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 02: F against F̃
+# ---------------------------------------------------------------------------------------------
+
+def per_block_relative_error(F, F_tilde):
+    r"""``L × L`` array :math:`\|F_{ij} - \tilde F_{ij}\|_F / \|F_{ij}\|_F` over the layer blocks."""
+    L = F.layers
+    return np.array([[float((F.block(i, j) - F_tilde.block(i, j)).norm() / F.block(i, j).norm())
+                      for j in L] for i in L])
+
+
+def fisher_comparison(setup, kind="true", n_samples=1, iteration=None, layers=None, clip=FIG2_CLIP):
+    """F, F̃ and |F − F̃| for ``layers`` plus the numbers the explorer prints beside them."""
+    F, Ft, _ = setup.middle(kind, n_samples, iteration, layers)
+    diff = F.dense - Ft.dense
+    rel = per_block_relative_error(F, Ft)
+    numbers = {
+        "layers": f"{F.layers[0]}..{F.layers[-1]} ({F.dense.shape[0]}×{F.dense.shape[0]})",
+        "‖F−F̃‖/‖F‖": relative_error(Ft, F),
+        "Σ|F−F̃|": float(diff.abs().sum()),
+        "Σ|F|": float(F.dense.abs().sum()),
+        "diag-block rel. err (mean)": float(np.mean(np.diag(rel))),
+        "off-diag rel. err (mean)": float(rel[~np.eye(len(rel), dtype=bool)].mean()) if len(rel) > 1 else 0.0,
+    }
+    return {"F": F, "F_tilde": Ft, "diff": F.map(lambda _: diff), "block_rel": rel, "clip": clip,
+            "numbers": numbers}
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 04: inverses and update quality
+# ---------------------------------------------------------------------------------------------
+
+def damped_inverse(M, damping):
+    """:math:`(M + \\lambda I)^{-1}` as a BlockMatrix of the same blocks."""
+    D = dense(M)
+    inv = torch.linalg.inv(D + damping * torch.eye(D.shape[0], dtype=D.dtype))
+    return M.map(lambda _: inv) if hasattr(M, "map") else inv
+
+
+def factored_damped_F_tilde(factors, damping, pi="trace"):
+    r""":math:`\tilde F` with the factored damping of Sec. 6.3 on its diagonal blocks,
+    :math:`(\bar A_{i-1,i-1}+\pi_i\gamma I)\otimes(G_{i,i}+\gamma/\pi_i I)`, off-diagonal blocks unchanged.
+
+    This is the matrix :math:`\breve F` and :math:`\hat F` approximate when damped: :math:`\breve F`
+    is its block diagonal, :math:`\hat F` agrees with it on the tridiagonal blocks (Figs. 5-6)."""
+    from .inverses import damped_factors
+    Ft = kronecker_fisher(factors)
+    D = Ft.dense.clone()
+    gamma = math.sqrt(damping)
+    o = 0
+    for i, size in zip(factors.layers, Ft.block_sizes):
+        Ad, Gd, _ = damped_factors(factors, i, gamma, pi)
+        D[o:o + size, o:o + size] = torch.kron(Ad, Gd)
+        o += size
+    return Ft.map(lambda _: D)
+
+
+def structured_approximations(factors, damping, pi="trace"):
+    r""":math:`\breve F`, :math:`\hat F` and their inverses (dense), factored damping :math:`\gamma=\sqrt\lambda`.
+
+    :math:`\breve F^{-1}` and :math:`\hat F^{-1}` come from the library's inverse objects;
+    :math:`\breve F`, :math:`\hat F` are their exact matrix inverses (Figs. 5-6).
+    """
+    bd = BlockDiagonalInverse(factors, damping, pi=pi).dense()
+    tri = BlockTridiagonalInverse(factors, damping, pi=pi).dense()
+    return {"F_breve_inv": bd, "F_hat_inv": tri,
+            "F_breve": torch.linalg.inv(bd), "F_hat": torch.linalg.inv((tri + tri.T) / 2)}
+
+
+def update_directions(setup, damping, pi="trace", iteration=None):
+    r"""The exact damped natural gradient :math:`u_* = (F+\lambda I)^{-1}\nabla h` (middle 4 layers,
+    true Fisher) and the updates of the approximations: ``F_tilde`` :math:`(\tilde F+\lambda I)^{-1}\nabla h`,
+    ``block-diagonal`` :math:`\breve F^{-1}\nabla h` and ``block-tridiagonal`` :math:`\hat F^{-1}\nabla h`
+    (factored damping, ``pi`` rule).  Returns flat paper-order vectors."""
+    _, _, fac = setup.middle("true", 1, iteration)
+    grads = setup.gradient(iteration)
+    g = flat(grads)
+    out = {}
+    for name in ("F", "F_tilde"):
+        out[name] = setup.damped_solve(name, damping, iteration)
+    out["block-diagonal"] = flat(BlockDiagonalInverse(fac, damping, pi=pi).apply(grads))
+    out["block-tridiagonal"] = flat(BlockTridiagonalInverse(fac, damping, pi=pi).apply(grads))
+    return out
+
+
+APPROXIMATIONS = ("F_tilde", "block-diagonal", "block-tridiagonal")
+
+
+def update_quality(setup, dampings, pi="trace", iteration=None):
+    """Cosine and relative error of each approximation's update against the exact one, per damping."""
+    key = ("quality", tuple(float(d) for d in dampings), pi, iteration)
+
+    def build():
+        cos = {a: [] for a in APPROXIMATIONS}
+        rel = {a: [] for a in APPROXIMATIONS}
+        for d in dampings:
+            u = update_directions(setup, float(d), pi, iteration)
+            for a in APPROXIMATIONS:
+                cos[a].append(cosine(u[a], u["F"]))
+                rel[a].append(relative_error(u[a], u["F"]))
+        return {"dampings": np.asarray(dampings, dtype=float), "cosine": cos, "rel_error": rel}
+
+    return setup._cached(key, build)
+
+
+def update_quality_at(setup, damping, pi="trace", approximation="block-tridiagonal", dampings=None):
+    """The explorer's view: the curves over ``dampings`` plus the numbers at ``damping``."""
+    dampings = tuple(float(d) for d in (damping_grid() if dampings is None else dampings))
+    curves = update_quality(setup, dampings, pi)
+    u = update_directions(setup, damping, pi)
+    numbers = {
+        "λ": damping, "π rule": str(pi), "approximation": approximation,
+        "cos(u, u*)": cosine(u[approximation], u["F"]),
+        "‖u − u*‖/‖u*‖": relative_error(u[approximation], u["F"]),
+        "cos(∇h, u*)  (plain gradient)": cosine(flat(setup.gradient()), u["F"]),
+    }
+    shown = {"dampings": curves["dampings"],
+             "cosine": {approximation: curves["cosine"][approximation]},
+             "rel_error": {approximation: curves["rel_error"][approximation]}}
+    return {"curves": shown, "damping": damping, "u": u[approximation].numpy(), "u_star": u["F"].numpy(),
+            "numbers": numbers}
+
+
+# ---------------------------------------------------------------------------------------------
+# notebooks 02-03: the cumulant view of the error (Sec. 3.1, App. A)
+# ---------------------------------------------------------------------------------------------
+
+def error_totals(setup, kind="true", iteration=None):
+    r"""Σ|F − F̃| and the Eq. (4) bound summed over all pairs of weights of the middle 4 layers
+    (:func:`kfac_teach.cumulants.approximation_error_totals`), cached."""
+    from .cumulants import approximation_error_totals
+    it = setup.final_iteration if iteration is None else iteration
+    return setup._cached(("totals", kind, it), lambda: approximation_error_totals(
+        setup.net(it), setup.X, setup.layers, kind=kind, y=setup.y if kind == "empirical" else None))
+
+
+def decomposition(setup, i, j, kind="true", iteration=None):
+    """The cached :class:`kfac_teach.cumulants.CumulantDecomposition` of block ``(i, j)``."""
+    from .cumulants import block_decomposition
+    it = setup.final_iteration if iteration is None else iteration
+    return setup._cached(("decomposition", i, j, kind, it), lambda: block_decomposition(
+        setup.net(it), setup.X, i, j, kind=kind, y=setup.y if kind == "empirical" else None))
+
+
+def weight_of(setup, layer, index):
+    """Row/column ``index`` of a kron-layout block -> ``(unit k1, input k2)`` of :math:`\\bar W_{layer}`."""
+    d = setup.sizes[layer + 1]
+    return index % d, index // d
+
+
+def cumulant_block(setup, i, j, kind="true", entry=0, iteration=None):
+    r"""Block ``(i, j)`` of :math:`F - \tilde F` split as in Eq. (3), with the numbers at one entry.
+
+    ``entry`` picks a row of the block (a weight of layer ``i``); the column is the weight of layer
+    ``j`` where that row's error is largest.  Returns ``terms`` (four matrices on one scale) and
+    ``numbers``.
+    """
+    dec = decomposition(setup, i, j, kind, iteration)
+    k3 = dec.kappa3_terms[0] + dec.kappa3_terms[1]
+    r = int(entry) % dec.error.shape[0]
+    c = int(dec.error[r].abs().argmax())
+    (u1, a1), (u2, a2) = weight_of(setup, i, r), weight_of(setup, j, c)
+    err_sum = float(dec.error.abs().sum())
+    numbers = {
+        "block": f"({i}, {j})", "Fisher": kind,
+        "weights": f"W{i}[{u1},{a1}] · W{j}[{u2},{a2}]",
+        "error F−F̃": float(dec.error[r, c]), "κ₄ term": float(dec.kappa4[r, c]),
+        "κ₃ terms": float(k3[r, c]), "residual": float(dec.residual[r, c]),
+        "Eq. (4) bound": float(dec.bound[r, c]),
+        "block: max|residual| / max|error|": dec.relative_residual(),
+        "block: Σ|κ₄| / Σ|error|": float(dec.kappa4.abs().sum()) / err_sum,
+        "block: Σ|κ₃ terms| / Σ|error|": float(k3.abs().sum()) / err_sum,
+    }
+    terms = {"|F − F̃| (error)": dec.error, "κ₄ term": dec.kappa4, "κ₃ terms": k3, "residual": dec.residual}
+    return {"terms": terms, "numbers": numbers, "entry": (r, c), "decomposition": dec}

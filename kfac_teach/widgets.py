@@ -1,0 +1,217 @@
+"""Widget explorers: thin ipywidgets factories over pure functions.
+
+An :class:`Explorer` wires controls to two pure functions and nothing else:
+
+* ``compute(**values) -> dict`` — the numbers and arrays for the current control values (all maths
+  lives in :mod:`kfac_teach.lessons` and the library; expensive matrices are cached there, so moving
+  a slider re-uses them);
+* ``draw(result) -> matplotlib Figure`` — a picture of that result (:mod:`kfac_teach.plotting`).
+
+The change callback only calls :meth:`Explorer.redraw`; there is no logic in it.  Every explorer
+shows ``result["numbers"]`` (relative errors, cosines, ...) in a table next to its picture.  The
+defaults of each factory reproduce the notebook's static figure.
+
+For tests (no kernel needed): set ``explorer.controls[name].value`` and read ``explorer.redraws``
+(a counter), ``explorer.result`` (the last computed dict), ``explorer.images`` (the arrays drawn in
+the last figure) and ``explorer.numbers_html``.  Notebooks never read widget state in later cells.
+"""
+from __future__ import annotations
+
+import html
+import time
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import lessons, plotting
+
+
+def _in_kernel():
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    ip = get_ipython()
+    return ip is not None and getattr(ip, "kernel", None) is not None
+
+
+def format_number(v):
+    """Numbers for the side table: 4 significant digits, booleans and strings as they are."""
+    if isinstance(v, (bool, np.bool_, str)):
+        return str(v)
+    try:
+        return f"{float(v):.4g}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def numbers_table(numbers):
+    """An HTML table of ``{name: value}``."""
+    rows = "".join(f"<tr><td style='text-align:left;padding-right:1em'>{html.escape(str(k))}</td>"
+                   f"<td style='text-align:right'><code>{html.escape(format_number(v))}</code></td></tr>"
+                   for k, v in numbers.items())
+    return f"<table>{rows}</table>"
+
+
+class Explorer:
+    """Controls + ``compute`` + ``draw``, redrawn whenever a control's value changes.
+
+    Attributes:
+        controls: ``{name: widget}``; their ``.value`` are passed to ``compute`` by name.
+        result: the last ``compute`` result (a dict with a ``"numbers"`` entry).
+        images: the image arrays of the last figure (what was drawn), in axes order.
+        redraws: how many times the picture was redrawn.
+        seconds: wall time of the last redraw (compute + draw).
+        widget: the ipywidgets box to display (the explorer also displays itself).
+    """
+
+    def __init__(self, compute, draw, controls, title=None):
+        self.compute, self.draw, self.controls = compute, draw, dict(controls)
+        self.result, self.images, self.redraws, self.seconds = None, [], 0, 0.0
+        self.output = widgets.Output()
+        self.numbers = widgets.HTML()
+        header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
+        self.widget = widgets.VBox(header + [widgets.HBox(list(self.controls.values())),
+                                             widgets.HBox([self.output, self.numbers])])
+        for c in self.controls.values():
+            c.observe(self._on_change, names="value")
+        self.redraw()
+
+    def values(self):
+        return {name: c.value for name, c in self.controls.items()}
+
+    def _on_change(self, change):
+        self.redraw()
+
+    def redraw(self):
+        t = time.perf_counter()
+        self.result = self.compute(**self.values())
+        fig = self.draw(self.result)
+        self.images = [np.asarray(im.get_array()) for ax in fig.axes for im in ax.images]
+        self.numbers.value = numbers_table(self.result.get("numbers", {}))
+        if _in_kernel():
+            from IPython.display import clear_output, display
+            with self.output:
+                clear_output(wait=True)
+                display(fig)
+        plt.close(fig)
+        self.redraws += 1
+        self.seconds = time.perf_counter() - t
+
+    @property
+    def numbers_html(self):
+        return self.numbers.value
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 02: the exact Fisher against F̃ (Fig. 2)
+# --------------------------------------------------------------------------------------------
+
+def fisher_explorer(setup=None, kinds=("true", "mc", "empirical"), samples=(1, 4, 16)):
+    """Fig. 2 explorer: Fisher kind, MC samples, training iteration, layer range, colour clip.
+
+    ``setup`` is a :class:`kfac_teach.lessons.Fig2Setup` (default: :func:`lessons.fig2_setup`).
+    Matrices are computed once per (kind, samples, iteration) and cached; the layer range and the
+    clip only re-slice and redraw.  Defaults (true Fisher, last iteration, middle 4 layers, clip ``FIG2_CLIP``)
+    reproduce the static Fig. 2.
+    """
+    setup = setup if setup is not None else lessons.fig2_setup()
+    n_layers = setup.n_layers
+    lo, hi = setup.layers[0], setup.layers[-1]
+    its = setup.iterations
+    controls = {
+        "kind": widgets.Dropdown(options=list(kinds), value="true", description="Fisher"),
+        "n_samples": widgets.SelectionSlider(options=list(samples), value=samples[0],
+                                             description="MC samples"),
+        "iteration": widgets.SelectionSlider(options=list(its), value=its[-1],
+                                             description="iteration"),
+        "layer_range": widgets.IntRangeSlider(value=(lo, hi), min=1, max=n_layers - 1,
+                                              description="layers"),
+        "clip": widgets.FloatLogSlider(value=lessons.FIG2_CLIP, base=10, min=-3, max=0, step=0.25,
+                                       description="colour clip"),
+    }
+
+    def compute(kind, n_samples, iteration, layer_range, clip):
+        return lessons.fisher_comparison(setup, kind=kind, n_samples=n_samples, iteration=iteration,
+                                         layers=range(layer_range[0], layer_range[1] + 1), clip=clip)
+
+    return Explorer(compute, draw_fisher_comparison, controls, "Exact F vs Kronecker-factored F̃")
+
+
+def draw_fisher_comparison(result, max_pixels=280):
+    fig, _, _ = plotting.matrix_panels(
+        [result["F"], result["F_tilde"], result["diff"]],
+        ["F (exact)", "F̃ (Kronecker-factored)", "|F − F̃|"], clip=result["clip"],
+        max_pixels=max_pixels, panel_size=3.0)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 03: the cumulant decomposition of a block's error (Sec. 3.1, App. A)
+# --------------------------------------------------------------------------------------------
+
+def cumulant_explorer(setup=None):
+    """Block (i, j), entry, Fisher kind → the error of F̃ in that block split into cumulant terms."""
+    setup = setup if setup is not None else lessons.fig2_setup()
+    layers = list(setup.layers)
+    controls = {
+        "block": widgets.Dropdown(options=[(f"({i},{j})", (i, j)) for i in layers for j in layers],
+                                  value=(layers[0], layers[1] if len(layers) > 1 else layers[0]),
+                                  description="block"),
+        "entry": widgets.IntSlider(value=0, min=0, max=setup.block_size(layers[0]) - 1,
+                                   description="entry row"),
+        "kind": widgets.Dropdown(options=["true", "empirical"], value="true", description="Fisher"),
+    }
+
+    def compute(block, entry, kind):
+        return lessons.cumulant_block(setup, block[0], block[1], kind=kind, entry=entry)
+
+    return Explorer(compute, draw_cumulant_block, controls, "Where the error of F̃ comes from")
+
+
+def draw_cumulant_block(result, max_pixels=420):
+    terms = result["terms"]
+    fig, _, _ = plotting.matrix_panels(list(terms.values()), list(terms.keys()),
+                                       max_pixels=max_pixels, panel_size=2.6)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 04: update quality against damping (Secs. 4.2-4.4, 6.3)
+# --------------------------------------------------------------------------------------------
+
+def damping_explorer(setup=None, dampings=None):
+    """Damping (log slider), π rule, approximation → cosine / relative error of the update
+    against the exact damped natural gradient :math:`(F+\\lambda I)^{-1}\\nabla h`."""
+    setup = setup if setup is not None else lessons.fig2_setup()
+    dampings = lessons.damping_grid() if dampings is None else np.asarray(dampings)
+    controls = {
+        "damping": widgets.SelectionSlider(options=[(f"{d:.0e}", float(d)) for d in dampings],
+                                           value=float(dampings[len(dampings) // 2]),
+                                           description="damping λ"),
+        "pi": widgets.Dropdown(options=["trace", "frobenius", 1.0], value="trace", description="π rule"),
+        "approximation": widgets.Dropdown(options=["block-diagonal", "block-tridiagonal", "F_tilde"],
+                                          value="block-tridiagonal", description="approx."),
+    }
+
+    def compute(damping, pi, approximation):
+        return lessons.update_quality_at(setup, damping, pi=pi, approximation=approximation,
+                                         dampings=tuple(float(d) for d in dampings))
+
+    return Explorer(compute, draw_update_quality, controls, "Update quality against damping")
+
+
+def draw_update_quality(result):
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    curves = result["curves"]
+    plotting.damping_curves(axes[0], curves["dampings"], curves["rel_error"], "relative error",
+                            marker=result["damping"], title="‖u − u*‖ / ‖u*‖")
+    plotting.damping_curves(axes[1], curves["dampings"], curves["cosine"], "cosine", logy=False,
+                            marker=result["damping"], title="cos(u, u*)")
+    plotting.update_scatter(axes[2], result["u_star"], result["u"])
+    fig.tight_layout()
+    return fig

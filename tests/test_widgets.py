@@ -1,0 +1,119 @@
+"""Explorers are driven by setting control values; we check what is recomputed and redrawn."""
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import ipywidgets as widgets  # noqa: E402
+
+import kfac_teach as kt  # noqa: E402
+from kfac_teach import lessons, plotting  # noqa: E402
+from kfac_teach import widgets as kw  # noqa: E402
+
+SIZES = (6, 5, 4, 4, 3)  # layers 0..3; the explorers use layers 1..3
+
+
+@pytest.fixture(scope="module")
+def setup():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(40, SIZES[0], generator=g)
+    y = torch.randint(0, SIZES[-1], (40,), generator=g)
+    torch.manual_seed(0)
+    net = kt.MLP(SIZES, "tanh")
+    th0 = kt.paper_vector(net)
+    th1 = th0 + 0.3 * torch.randn(th0.shape, generator=g)
+    return lessons.Fig2Setup(X, y, {0: th0, 1: th1}, {}, layers=(1, 2), all_layers=(1, 2, 3), sizes=SIZES)
+
+
+def test_explorer_redraws_once_per_change_and_shows_numbers():
+    calls = []
+
+    def compute(a, b):
+        calls.append((a, b))
+        return {"M": np.full((4, 4), float(a * b)), "numbers": {"a·b": a * b}}
+
+    def draw(result):
+        fig, _, _ = plotting.matrix_panels([result["M"]], vmax=100, colorbar=False)
+        return fig
+
+    ex = kw.Explorer(compute, draw, {"a": widgets.IntSlider(value=2), "b": widgets.IntSlider(value=3)})
+    assert ex.redraws == 1 and calls == [(2, 3)]
+    assert "a·b" in ex.numbers_html and "<code>6</code>" in ex.numbers_html
+    ex.controls["a"].value = 5
+    assert ex.redraws == 2 and calls[-1] == (5, 3)
+    assert ex.images[0][0, 0] == 15.0
+    assert "<code>15</code>" in ex.numbers_html
+    ex.controls["a"].value = 5  # no change, no redraw
+    assert ex.redraws == 2
+    assert isinstance(ex.widget, widgets.VBox)
+
+
+def test_fisher_explorer_defaults_reproduce_the_static_figure(setup):
+    ex = kw.fisher_explorer(setup, samples=(1, 2))
+    v = ex.values()
+    assert v["kind"] == "true" and v["iteration"] == 1 and v["layer_range"] == (1, 2) and v["clip"] == pytest.approx(lessons.FIG2_CLIP)
+    F, Ft, _ = setup.middle()
+    static = lessons.fisher_comparison(setup)
+    np.testing.assert_allclose(ex.images[0], F.dense.abs().numpy())
+    np.testing.assert_allclose(ex.images[2], np.abs((F.dense - Ft.dense).numpy()))
+    assert ex.result["numbers"]["‖F−F̃‖/‖F‖"] == pytest.approx(static["numbers"]["‖F−F̃‖/‖F‖"])
+    assert "‖F−F̃‖/‖F‖" in ex.numbers_html
+
+
+def test_fisher_explorer_controls_change_the_picture(setup):
+    ex = kw.fisher_explorer(setup, samples=(1, 2))
+    first = ex.images[0].copy()
+    ex.controls["layer_range"].value = (1, 3)
+    assert ex.redraws == 2
+    D = sum(setup.block_size(l) for l in (1, 2, 3))
+    assert ex.images[0].shape == (D, D)
+    ex.controls["kind"].value = "empirical"
+    F_emp = lessons.fisher_comparison(setup, kind="empirical", layers=(1, 2, 3))["F"]
+    np.testing.assert_allclose(ex.images[0], F_emp.dense.abs().numpy())
+    ex.controls["iteration"].value = 0
+    assert not np.allclose(ex.images[0][: first.shape[0], : first.shape[1]], first)
+    before = ex.result["F"]
+    ex.controls["clip"].value = 1.0  # only the brightness: the cached matrices are re-used
+    assert ex.result["F"] is before
+    assert ex.result["clip"] == pytest.approx(1.0)
+    assert ex.redraws == 5
+
+
+def test_matrices_are_cached_not_recomputed(setup):
+    a = setup.matrices("true")
+    assert setup.matrices("true") is a
+    assert setup.middle("true") is setup.middle("true")
+
+
+def test_damping_explorer_reports_cosines(setup):
+    grid = (1e-3, 1e-2, 1e-1)
+    ex = kw.damping_explorer(setup, dampings=grid)
+    assert ex.values()["damping"] == 1e-2
+    n = ex.result["numbers"]
+    assert -1 <= n["cos(u, u*)"] <= 1 and n["‖u − u*‖/‖u*‖"] >= 0
+    before = n["cos(u, u*)"]
+    ex.controls["approximation"].value = "block-diagonal"
+    ex.controls["damping"].value = 1e-1
+    assert ex.redraws == 3
+    u = lessons.update_directions(setup, 1e-1, "trace")
+    assert ex.result["numbers"]["cos(u, u*)"] == pytest.approx(lessons.cosine(u["block-diagonal"], u["F"]))
+    assert ex.result["numbers"]["cos(u, u*)"] != before
+    ex.controls["pi"].value = 1.0
+    assert ex.result["numbers"]["π rule"] == "1.0"
+
+
+def test_train_adapter_follows_batch_kfac():
+    """lessons.train_fig2 is batch_kfac's loop plus snapshots: same losses, same final θ."""
+    from kfac_teach import batch
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(60, SIZES[0], generator=g)
+    y = torch.randint(0, SIZES[-1], (60,), generator=g)
+    thetas, hist = lessons.train_fig2(X, y, iterations=3, sizes=SIZES)
+    torch.manual_seed(lessons.SEED)
+    net = kt.MLP(SIZES, "tanh")
+    ref = batch.batch_kfac(net, X, y, iterations=3, damping=3e-3)
+    np.testing.assert_allclose(hist["loss"], ref.loss, rtol=1e-5)
+    np.testing.assert_allclose(hist["alpha"], ref.alpha, rtol=1e-4)
+    torch.testing.assert_close(thetas[3], kt.paper_vector(net), rtol=1e-5, atol=1e-6)
+    assert sorted(thetas) == [0, 1, 2, 3]
