@@ -7,6 +7,7 @@ twin of the optimizer's generator, the dense damped inverse from ``BlockDiagonal
 ``reference.true_fisher`` (autograd Jacobians), and α, μ from a dense 2×2 solve.
 """
 import copy
+import io
 import math
 import warnings
 
@@ -233,7 +234,9 @@ def test_state_dict_round_trip_gives_identical_continuation(structure):
     closure = _closure(opt, net, X, Y)
     for _ in range(3):
         opt.step(closure)
-    saved_net, saved = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)  # must survive torch.load's default weights_only=True
+    saved_net = copy.deepcopy(net.state_dict())
     trace = []
     for _ in range(5):  # k = 4..8: reuses the inverse of k = 3, recomputes at 5, ρ at 4, 6, 8
         opt.step(closure)
@@ -241,7 +244,8 @@ def test_state_dict_round_trip_gives_identical_continuation(structure):
     net2 = _problem(sizes=(4, 3, 3, 4), n=16, seed=99)[0]
     net2.load_state_dict(saved_net)
     opt2 = KFAC(net2, generator=torch.Generator().manual_seed(12345), **kw)
-    opt2.load_state_dict(saved)
+    buffer.seek(0)
+    opt2.load_state_dict(torch.load(buffer))
     closure2 = _closure(opt2, net2, X, Y)
     for t in trace:
         opt2.step(closure2)
