@@ -27,7 +27,11 @@ One iteration ``k`` (counted from 1) of ``mode="adaptive"``:
 :math:`\delta = \text{lr}\cdot\Delta + \text{momentum}\cdot\delta_0`: a drop-in preconditioner.
 
 The subsets are the *first* rows of the batch, as in the released code (which permutes the data
-before cutting mini-batches): shuffle your data.  All work is batched tensor code on the model's
+before cutting mini-batches): shuffle your data.  The hooks capture the last ``net`` call inside
+the closure.  The statistics' backward pass and the exact-F forward-mode products use
+:math:`\phi'(s_i)` computed once per step from the captured activations
+(:func:`unit_gradients`, :func:`output_jvp`; tested equal to :func:`kfac_teach.backprop.backward`
+and :func:`kfac_teach.quadratic.fisher_gram`), which saves the per-call autograd overhead.  All work is batched tensor code on the model's
 device and dtype; per step the only host syncs are the finiteness check of loss and gradients and,
 every :math:`T_2` iterations, the choice among the γ candidates.
 """
