@@ -1,0 +1,148 @@
+"""Bad inputs fail early with TypeError (wrong kind of object) or ValueError (bad shape/value).
+
+Messages are matched on a key word only, so rewording them does not break the tests.
+"""
+import time
+
+import pytest
+import torch
+from torch import nn
+
+import kfac_teach
+import reference as ref
+from reference import make_inputs, make_net
+
+ENTRY_POINTS = {
+    "exact_fisher": kfac_teach.exact_fisher,
+    "kronecker_factors": kfac_teach.kronecker_factors,
+}
+entry_points = pytest.mark.parametrize("fn", list(ENTRY_POINTS.values()), ids=list(ENTRY_POINTS))
+
+
+@entry_points
+def test_conv_inside_sequential_is_a_type_error(fn):
+    net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Conv1d(1, 1, 1))
+    with pytest.raises(TypeError):
+        fn(net, torch.randn(5, 4))
+
+
+@entry_points
+def test_something_that_is_not_a_module_is_a_type_error(fn):
+    with pytest.raises(TypeError):
+        fn(lambda x: x, torch.randn(5, 4))
+
+
+@entry_points
+def test_linear_without_bias_is_rejected(fn):
+    net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2, bias=False))
+    with pytest.raises((TypeError, ValueError), match="(?i)bias"):
+        fn(net, torch.randn(5, 4))
+
+
+@entry_points
+def test_inputs_of_the_wrong_width(fn):
+    net = make_net("mlp-4-3-3-3")
+    with pytest.raises(ValueError, match="(?i)width|column|feature|shape|dimension|size"):
+        fn(net, torch.randn(5, 7))
+
+
+@entry_points
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_non_finite_inputs(fn, bad):
+    net = make_net("mlp-4-3-3-3")
+    X = make_inputs(net)
+    X[2, 1] = bad
+    with pytest.raises(ValueError, match="(?i)nan|finite|inf"):
+        fn(net, X)
+
+
+@entry_points
+def test_unknown_loss(fn):
+    net = make_net("mlp-4-3-3-3")
+    with pytest.raises(ValueError, match="(?i)loss|hinge"):
+        fn(net, make_inputs(net), loss="hinge")
+
+
+@entry_points
+def test_unknown_kind(fn):
+    net = make_net("mlp-4-3-3-3")
+    with pytest.raises(ValueError, match="(?i)kind|bogus"):
+        fn(net, make_inputs(net), kind="bogus")
+
+
+@entry_points
+def test_empirical_without_targets(fn):
+    net = make_net("mlp-4-3-3-3")
+    with pytest.raises(ValueError, match=r"(?i)\by\b|target|label"):
+        fn(net, make_inputs(net), kind="empirical")
+
+
+@entry_points
+def test_empirical_with_targets_of_the_wrong_length(fn):
+    net = make_net("mlp-4-3-3-3")
+    X = make_inputs(net, n=6)
+    with pytest.raises(ValueError):
+        fn(net, X, kind="empirical", y=torch.tensor([0, 1, 2]))
+
+
+@entry_points
+def test_unknown_layer_id(fn):
+    net = make_net("mlp-4-3-3-3")
+    with pytest.raises(ValueError, match="(?i)layer"):
+        fn(net, make_inputs(net), layers=[0, 7])
+
+
+def test_dense_fisher_over_max_bytes():
+    net = make_net("mlp-4-3-3-3")  # D = 15 + 12 + 12 = 39: 39² · 8 = 12168 bytes
+    X = make_inputs(net)
+    with pytest.raises(ValueError, match=r"39|12\D?168"):  # names the dimension or the bytes
+        kfac_teach.exact_fisher(net, X, max_bytes=1000)
+    assert kfac_teach.exact_fisher(net, X, max_bytes=10**6).dense.shape == (39, 39)
+
+
+def test_huge_dense_fisher_is_refused_before_allocation():
+    """D = 820 040, so D×D float64 would be 5.4 TB: must raise ValueError at once, not try."""
+    torch.manual_seed(0)
+    net = kfac_teach.MLP([20000, 20, 20000])
+    X = torch.randn(2, 20000)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="(?i)bytes|size|memory|[GMKT]i?B"):
+        kfac_teach.exact_fisher(net, X)
+    assert time.perf_counter() - t0 < 10.0
+
+
+def test_tridiagonal_needs_consecutive_layers():
+    net = make_net("mlp-4-layers")
+    factors = kfac_teach.kronecker_factors(net, make_inputs(net), layers=[0, 2])
+    with pytest.raises(ValueError, match="(?i)consecutive|adjacent|contiguous|neighbo"):
+        kfac_teach.BlockTridiagonalInverse(factors, 0.1)
+
+
+def test_tridiagonal_rejects_factors_whose_shapes_do_not_chain():
+    g = torch.Generator().manual_seed(0)
+    A = {0: {0: ref.random_spd(5, g)}, 1: {1: ref.random_spd(4, g)}}
+    G = {0: {0: ref.random_spd(3, g)}, 1: {1: ref.random_spd(2, g)}}
+    A[0][1] = torch.randn(5, 3, generator=g, dtype=torch.float64)  # should be 5 × 4
+    A[1][0] = A[0][1].T
+    G[0][1] = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    G[1][0] = G[0][1].T
+    with pytest.raises(ValueError):
+        factors = kfac_teach.KroneckerFactors(A, G, layers=(0, 1))
+        kfac_teach.BlockTridiagonalInverse(factors, 0.1)
+
+
+@pytest.mark.parametrize("inverse", [kfac_teach.BlockDiagonalInverse,
+                                     kfac_teach.BlockTridiagonalInverse],
+                         ids=["diagonal", "tridiagonal"])
+def test_unknown_pi_rule(inverse):
+    net = make_net("mlp-4-3-3-3")
+    factors = kfac_teach.kronecker_factors(net, make_inputs(net))
+    with pytest.raises(ValueError, match="(?i)pi|bogus"):
+        inverse(factors, 0.1, pi="bogus")
+
+
+def test_unknown_tikhonov_mode():
+    net = make_net("mlp-4-3-3-3")
+    factors = kfac_teach.kronecker_factors(net, make_inputs(net))
+    with pytest.raises(ValueError, match="(?i)tikhonov|bogus"):
+        kfac_teach.BlockDiagonalInverse(factors, 0.1, tikhonov="bogus")
