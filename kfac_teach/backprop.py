@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from .nets import chain
 
@@ -23,11 +24,23 @@ class Forward:
     a_bar: list     # per layer, (N, d_{i-1}+1) inputs with the homogeneous 1 last
     s: list         # per layer, (N, d_i) pre-activations
     acts: tuple     # activation module after each layer (None after the last)
+    dphi: list      # per layer, φ_i'(s_i) of shape (N, d_i) (None after the last)
 
     @property
     def z(self):
         """The network output :math:`z = s_\\ell` (natural parameters of the loss)."""
         return self.s[-1]
+
+    def rows(self, n):
+        """The same pass restricted to its first ``n`` rows (no recomputation)."""
+        cut = lambda xs: [None if x is None else x[:n] for x in xs]
+        return Forward(self.Wbar, cut(self.a_bar), cut(self.s), self.acts, cut(self.dphi))
+
+
+def from_activations(Wbar, inputs, s, acts):
+    """A :class:`Forward` from stored layer inputs ``a_{i-1}`` and outputs ``s_i`` (e.g. captured by hooks)."""
+    dphi = [activation_derivative(acts[i], s[i], inputs[i + 1]) for i in range(len(s) - 1)] + [None]
+    return Forward(Wbar, [homogeneous(a) for a in inputs], s, acts, dphi)
 
 
 def homogeneous(a):
@@ -59,22 +72,31 @@ def forward(net, X, dtype=None) -> Forward:
     check_inputs(X, c)
     dtype = dtype or c.linears[0].weight.dtype
     a = X.to(device=c.linears[0].weight.device, dtype=dtype)
-    Wbar, a_bar, s = [], [], []
+    Wbar, inputs, s = [], [], []
     for layer, act in zip(c.linears, c.activations):
         W = torch.cat([layer.weight, layer.bias[:, None]], 1).detach().to(dtype)
-        ab = homogeneous(a)
-        si = ab @ W.T
+        si = homogeneous(a) @ W.T
         Wbar.append(W)
-        a_bar.append(ab)
+        inputs.append(a)
         s.append(si)
         a = si if act is None else act(si)
-    return Forward(Wbar, a_bar, s, c.activations)
+    return from_activations(Wbar, inputs, s, c.activations)
 
 
-def activation_derivative(act, s):
-    """:math:`\\phi'(s)` for an elementwise activation, by one forward-mode product with ones."""
-    if act is None:
+def activation_derivative(act, s, a=None):
+    r""":math:`\phi'(s)` for an elementwise activation.
+
+    Closed forms from :math:`a = \phi(s)` when given: tanh :math:`1-a^2`, sigmoid :math:`a(1-a)`,
+    ReLU :math:`[s>0]`, identity 1; any other elementwise module by one forward-mode product with ones.
+    """
+    if act is None or isinstance(act, nn.Identity):
         return torch.ones_like(s)
+    if a is not None and isinstance(act, nn.Tanh):
+        return 1 - a * a
+    if a is not None and isinstance(act, nn.Sigmoid):
+        return a * (1 - a)
+    if type(act) is nn.ReLU:
+        return (s > 0).to(s.dtype)
     return torch.func.jvp(act, (s,), (torch.ones_like(s),))[1]
 
 
@@ -89,6 +111,5 @@ def backward(fw: Forward, directions, first_layer=0):
     g = [None] * n_layers
     g[-1] = directions.to(fw.z.dtype)
     for i in range(n_layers - 2, first_layer - 1, -1):
-        back = g[i + 1] @ fw.Wbar[i + 1][:, :-1]
-        g[i] = back * activation_derivative(fw.acts[i], fw.s[i])[:, None, :]
+        g[i] = (g[i + 1] @ fw.Wbar[i + 1][:, :-1]) * fw.dphi[i][:, None, :]
     return g

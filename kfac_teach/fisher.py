@@ -38,9 +38,16 @@ def check_size(D, dtype, max_bytes, what="the exact Fisher"):
     """Refuse a ``D × D`` matrix larger than ``max_bytes`` before allocating it."""
     need = D * D * torch.empty((), dtype=dtype).element_size()
     if need > max_bytes:
-        raise ValueError(f"{what} is a {D}×{D} {dtype} matrix and would need {need / 2 ** 30:.2f} GiB, "
-                         f"more than max_bytes={max_bytes / 2 ** 30:.2f} GiB; pass layers=[...] to compute "
-                         f"only some layers' blocks, or raise max_bytes if you have the memory")
+        raise ValueError(f"{what} is a {D}×{D} {dtype} matrix and would need {_human(need)}, more than "
+                         f"max_bytes={_human(max_bytes)}; pass layers=[...] to compute only some layers' "
+                         f"blocks, or raise max_bytes if you have the memory")
+
+
+def _human(n):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.2f} {unit}"
+        n /= 1024
 
 
 def per_example_rows(fw, g, layers, n0, n1):

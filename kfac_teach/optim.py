@@ -28,10 +28,9 @@ One iteration ``k`` (counted from 1) of ``mode="adaptive"``:
 
 The subsets are the *first* rows of the batch, as in the released code (which permutes the data
 before cutting mini-batches): shuffle your data.  The hooks capture the last ``net`` call inside
-the closure.  The statistics' backward pass and the exact-F forward-mode products use
-:math:`\phi'(s_i)` computed once per step from the captured activations
-(:func:`unit_gradients`, :func:`output_jvp`; tested equal to :func:`kfac_teach.backprop.backward`
-and :func:`kfac_teach.quadratic.fisher_gram`), which saves the per-call autograd overhead.  All work is batched tensor code on the model's
+the closure.  The statistics' backward pass (:func:`kfac_teach.backprop.backward`) and the exact-F forward-mode
+products (:func:`kfac_teach.quadratic.fisher_gram`) reuse the captured activations and
+:math:`\phi'(s_i)` computed once per step.  All work is batched tensor code on the model's
 device and dtype; per step the only host syncs are the finiteness check of loss and gradients and,
 every :math:`T_2` iterations, the choice among the γ candidates.
 """
@@ -40,17 +39,14 @@ from __future__ import annotations
 import math
 import warnings
 
-from dataclasses import dataclass
-
 import torch
-from torch import nn
 
-from .backprop import Forward, activation_derivative, homogeneous
+from .backprop import backward, from_activations
 from .factors import KroneckerFactors
 from .inverses import PI_RULES, BlockDiagonalInverse, BlockTridiagonalInverse
 from .losses import get_loss
 from .nets import chain
-from .quadratic import dot, solve_quadratic
+from .quadratic import dot, fisher_gram, solve_quadratic
 from .schedules import OMEGA1, OMEGA2, epsilon, lm_rule
 
 STRUCTURES = {"block_diagonal": BlockDiagonalInverse, "block_tridiagonal": BlockTridiagonalInverse}
@@ -192,7 +188,7 @@ class KFAC(torch.optim.Optimizer):
                                dtype=ref.dtype, device=ref.device)
 
     def _captured_forward(self, Wbar, n):
-        """A :class:`CapturedForward` over the first ``n`` rows of the captured batch (no recomputation)."""
+        """A :class:`~kfac_teach.backprop.Forward` over the first ``n`` rows of the captured batch."""
         L = len(self.chain.linears)
         if len(self._inputs) != L:
             raise RuntimeError("the closure did not run the network's forward pass; call net(xb) in it")
@@ -200,9 +196,7 @@ class KFAC(torch.optim.Optimizer):
             raise ValueError(f"KFAC needs 2-D (batch × features) inputs, got shape {tuple(self._inputs[0].shape)}")
         a = [self._inputs[i][:n] for i in range(L)]
         s = [self._outputs[i][:n] for i in range(L)]
-        acts = self.chain.activations
-        dphi = [derivative(acts[i], s[i], a[i + 1]) for i in range(L - 1)] + [None]
-        return CapturedForward(Wbar, [homogeneous(x) for x in a], s, acts, dphi)
+        return from_activations(Wbar, a, s, self.chain.activations)
 
     # ------------------------------------------------------------------ pieces of Algorithm 2
 
@@ -238,7 +232,7 @@ class KFAC(torch.optim.Optimizer):
 
     def _batch_statistics(self, fw1, m):
         r"""Mini-batch :math:`\bar A_{i,j}`, :math:`G_{i,j}` on :math:`S_1` (j = i, and i+1 if tridiagonal)."""
-        g = [gi[:, 0, :] for gi in unit_gradients(fw1, self._output_directions(fw1, m))]
+        g = [gi[:, 0, :] for gi in backward(fw1, self._output_directions(fw1, m))]
         a, n1 = fw1.a_bar, fw1.z.shape[0]
         L = len(a)
         A = {i: {i: a[i].T @ a[i] / n1} for i in range(L)}
@@ -308,7 +302,7 @@ class KFAC(torch.optim.Optimizer):
         """
         st, h = self.kfac_state, self.settings
         dirs = Deltas + [st["delta0"]]
-        F_gram = exact_fisher_gram(fw2, self.family, dirs)
+        F_gram = fisher_gram(fw2, self.family, dirs)
         vec_gram, grad_dots = self._directions_gram(dirs, V)
         damping = st["lambda_"] + h["weight_decay"]
         last, out = len(Deltas), []
@@ -356,9 +350,9 @@ class KFAC(torch.optim.Optimizer):
         m = self._inputs[0].shape[0]
         n1, n2 = _subset_size(h["tau1"], m), _subset_size(h["tau2"], m)
         fw = self._captured_forward(theta, max(n1, n2) if h["mode"] == "adaptive" else n1)
-        self._update_factors(*self._batch_statistics(_rows(fw, n1), m), k)
+        self._update_factors(*self._batch_statistics(fw.rows(n1), m), k)
         if h["mode"] == "adaptive":
-            delta, info = self._adaptive_update(closure, loss, theta, V, _rows(fw, n2), k)
+            delta, info = self._adaptive_update(closure, loss, theta, V, fw.rows(n2), k)
         else:
             delta, info = self._simple_update(theta, V, k)
         st["delta0"], st["k"] = delta, k + 1
@@ -432,71 +426,8 @@ class KFAC(torch.optim.Optimizer):
         self.kfac_state["inverse"] = None
 
 
-@dataclass
-class CapturedForward(Forward):
-    r""":class:`Forward` plus :math:`\phi_i'(s_i)` of each hidden layer (``None`` for the last), computed
-    once per step from the captured activations so that the backward and forward-mode passes below
-    need no autograd."""
-
-    dphi: list
-
-
-def derivative(act, s, a):
-    r""":math:`\phi'(s)` in closed form from :math:`a = \phi(s)` for tanh (:math:`1-a^2`), sigmoid
-    (:math:`a(1-a)`), ReLU and identity; other activations by :func:`backprop.activation_derivative`."""
-    if act is None or isinstance(act, nn.Identity):
-        return torch.ones_like(s)
-    if isinstance(act, nn.Tanh):
-        return 1 - a * a
-    if isinstance(act, nn.Sigmoid):
-        return a * (1 - a)
-    if type(act) is nn.ReLU:
-        return (s > 0).to(s.dtype)
-    return activation_derivative(act, s)
-
-
-def unit_gradients(fw, directions):
-    r"""Algorithm 1, backward part, as :func:`kfac_teach.backprop.backward` but with the stored
-    :math:`\phi'`: :math:`g_i = (\bar W_{i+1}^\top g_{i+1})_{1:d_i}\odot\phi_i'(s_i)`; ``(N, K, d_i)`` per layer."""
-    g = [None] * len(fw.Wbar)
-    g[-1] = directions.to(fw.z.dtype)
-    for i in range(len(fw.Wbar) - 2, -1, -1):
-        g[i] = (g[i + 1] @ fw.Wbar[i + 1][:, :-1]) * fw.dphi[i][:, None, :]
-    return g
-
-
-def output_jvp(fw, directions):
-    r""":math:`J u_a` at the output for ``k`` directions (as :func:`kfac_teach.quadratic.jvp_output`, App. C):
-    :math:`R s_i = U_i\bar a_{i-1} + \bar W_i R\bar a_{i-1}`, :math:`R a_i = \phi_i'(s_i)\odot R s_i`.
-
-    Kept in the layout ``(N, k, d_i)`` so that each layer costs two plain matrix products; returns
-    ``(N, k, C)``.
-    """
-    k, N, Rs = len(directions), fw.z.shape[0], None
-    for i, W in enumerate(fw.Wbar):
-        U = torch.cat([d[i] for d in directions], 0)  # (k d_i, d_{i-1}+1)
-        out = (fw.a_bar[i] @ U.T).view(N, k, W.shape[0])
-        if Rs is not None:
-            Ra = Rs * fw.dphi[i - 1][:, None, :]
-            out = out + (Ra.reshape(N * k, -1) @ W[:, :-1].T).view(N, k, W.shape[0])
-        Rs = out
-    return Rs
-
-
-def exact_fisher_gram(fw, family, directions):
-    r""":math:`[u_a^\top F u_b] = \frac1N\sum_n (B_nJ_nu_a)^\top(B_nJ_nu_b)` on the rows of ``fw``
-    (as :func:`kfac_teach.quadratic.fisher_gram`, App. C)."""
-    BJ = family.fisher_sqrt(fw.z[:, None, :], output_jvp(fw, directions))  # (N, k, C)
-    return torch.einsum("nac,nbc->ab", BJ, BJ) / fw.z.shape[0]
-
-
 def lambda_info(st):
     return {"lambda": st["lambda_"], "gamma": st["gamma"]}
-
-
-def _rows(fw, n):
-    cut = lambda xs: [None if x is None else x[:n] for x in xs]
-    return CapturedForward(fw.Wbar, cut(fw.a_bar), cut(fw.s), fw.acts, cut(fw.dphi))
 
 
 def _subset_size(tau, m):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 
-from .backprop import activation_derivative
 
 
 def dot(u, v):
@@ -29,25 +28,25 @@ def dot(u, v):
 def jvp_output(fw, directions):
     r"""Forward-mode products :math:`J u_a` at the output for ``k`` directions at once.
 
-    ``directions``: list of ``k`` per-layer lists.  Returns ``(k, N, C)``:
-    :math:`R s_i = U_i \bar a_{i-1} + \bar W_i R\bar a_{i-1}`, :math:`R a_i = \phi_i'(s_i)\odot R s_i`.
+    ``directions``: list of ``k`` per-layer lists.  Returns ``(N, k, C)``:
+    :math:`R s_i = U_i \bar a_{i-1} + \bar W_i R\bar a_{i-1}`, :math:`R a_i = \phi_i'(s_i)\odot R s_i`
+    (two plain matrix products per layer, with the stored :math:`\phi'`).
     """
-    n_layers = len(fw.Wbar)
-    Rs = None
-    for i in range(n_layers):
-        U = torch.stack([d[i] for d in directions]).to(fw.z.dtype)  # (k, d_i, d_{i-1}+1)
-        out = fw.a_bar[i] @ U.transpose(1, 2)  # (k, N, d_i)
+    k, N, Rs = len(directions), fw.z.shape[0], None
+    for i, W in enumerate(fw.Wbar):
+        U = torch.cat([d[i] for d in directions], 0).to(fw.z.dtype)  # (k d_i, d_{i-1}+1)
+        out = (fw.a_bar[i] @ U.T).view(N, k, W.shape[0])
         if Rs is not None:
-            Ra = Rs * activation_derivative(fw.acts[i - 1], fw.s[i - 1])
-            out = out + Ra @ fw.Wbar[i][:, :-1].T
+            Ra = Rs * fw.dphi[i - 1][:, None, :]
+            out = out + (Ra.reshape(N * k, -1) @ W[:, :-1].T).view(N, k, W.shape[0])
         Rs = out
     return Rs
 
 
 def fisher_gram(fw, family, directions):
     r"""The ``k × k`` matrix :math:`[u_a^\top F u_b]` of the exact Fisher on the batch of ``fw``."""
-    BJ = family.fisher_sqrt(fw.z, jvp_output(fw, directions))  # (k, N, C)
-    return torch.einsum("anc,bnc->ab", BJ, BJ) / fw.z.shape[0]
+    BJ = family.fisher_sqrt(fw.z[:, None, :], jvp_output(fw, directions))  # (N, k, C)
+    return torch.einsum("nac,nbc->ab", BJ, BJ) / fw.z.shape[0]
 
 
 def solve_quadratic(F_gram, grad_dots, vec_gram, damping):

@@ -1,0 +1,82 @@
+r"""The exact-Fisher quadratic model (Secs. 6.4, 7, App. C) against dense references.
+
+The Fisher Gram :math:`[u_a^\top F u_b]` from forward-mode products must equal the same products with
+the brute-force Fisher of ``reference.py``; the α/μ solve must minimize the dense model on the span.
+"""
+import pytest
+import torch
+from torch import nn
+
+import reference as ref
+from reference import assert_close_rel
+from kfac_teach import backprop, losses, quadratic
+
+DT = torch.float64
+ACTS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU, "elu": nn.ELU}  # elu: autodiff φ'
+
+
+def _net(activation, C=3):
+    torch.manual_seed(0)
+    a = ACTS[activation]
+    return nn.Sequential(nn.Linear(4, 5), a(), nn.Linear(5, 3), a(), nn.Linear(3, C)).double()
+
+
+def _directions(net, k, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return [[torch.randn(l.out_features, l.in_features + 1, generator=gen, dtype=DT)
+             for l in ref.linears(net)] for _ in range(k)]
+
+
+def _flat(u):
+    return torch.cat([ref.vec(M) for M in u])
+
+
+@pytest.mark.parametrize("activation", list(ACTS))
+@pytest.mark.parametrize("loss", ref.LOSSES)
+def test_fisher_gram_equals_dense_products(activation, loss):
+    net = _net(activation)
+    X = torch.randn(7, 4, dtype=DT, generator=torch.Generator().manual_seed(1))
+    dirs = _directions(net, 3, seed=2)
+    U = torch.stack([_flat(u) for u in dirs])
+    expected = U @ ref.true_fisher(net, X, loss) @ U.T
+    got = quadratic.fisher_gram(backprop.forward(net, X), losses.get_loss(loss), dirs)
+    assert_close_rel(got, expected, rtol=1e-10)
+
+
+def test_jvp_output_equals_autograd_jacobian():
+    net = _net("tanh")
+    X = torch.randn(5, 4, dtype=DT, generator=torch.Generator().manual_seed(3))
+    dirs = _directions(net, 2, seed=4)
+    got = quadratic.jvp_output(backprop.forward(net, X), dirs)  # (N, k, C)
+    for n in range(len(X)):
+        J = ref.jacobian(net, X[n])  # (C, D) in paper order
+        for a, u in enumerate(dirs):
+            assert_close_rel(got[n, a], J @ _flat(u), rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_solve_quadratic_minimizes_the_dense_model(k):
+    gen = torch.Generator().manual_seed(5)
+    D, lam = 9, 0.3
+    B = torch.randn(D, D, generator=gen, dtype=DT)
+    F = B @ B.T
+    grad = torch.randn(D, generator=gen, dtype=DT)
+    U = torch.randn(k, D, generator=gen, dtype=DT)
+    coeffs, change = quadratic.solve_quadratic(U @ F @ U.T, U @ grad, U @ U.T, lam)
+    M = lambda c: 0.5 * (c @ U) @ (F + lam * torch.eye(D, dtype=DT)) @ (c @ U) + grad @ (c @ U)
+    # dense minimizer of M(Uᵀc): (U (F+λI) Uᵀ) c = -U grad
+    c_star = torch.linalg.solve(U @ (F + lam * torch.eye(D, dtype=DT)) @ U.T, -U @ grad)
+    assert_close_rel(coeffs, c_star, rtol=1e-10)
+    assert float(change) == pytest.approx(float(M(c_star)), rel=1e-10)
+    assert float(change) == pytest.approx(0.5 * float(grad @ (coeffs @ U)), rel=1e-10)  # M(δ)−M(0) = ½∇hᵀδ
+    for _ in range(5):  # no nearby point does better
+        assert float(M(coeffs + 1e-3 * torch.randn(k, generator=gen, dtype=DT))) >= float(change)
+
+
+def test_zero_direction_gets_zero_coefficient():
+    """δ₀ = 0 at the first step: the pseudo-inverse gives μ = 0 and α of the one-direction model."""
+    F_gram = torch.tensor([[2.0, 0.0], [0.0, 0.0]], dtype=DT)
+    vec_gram = torch.tensor([[1.0, 0.0], [0.0, 0.0]], dtype=DT)
+    grad_dots = torch.tensor([-3.0, 0.0], dtype=DT)
+    coeffs, _ = quadratic.solve_quadratic(F_gram, grad_dots, vec_gram, 1.0)
+    assert_close_rel(coeffs, torch.tensor([1.0, 0.0], dtype=DT))
