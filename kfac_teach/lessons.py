@@ -586,3 +586,30 @@ def cumulant_block(setup, i, j, kind="true", entry=0, iteration=None):
     }
     terms = {"|F − F̃| (error)": dec.error, "κ₄ term": dec.kappa4, "κ₃ terms": k3, "residual": dec.residual}
     return {"terms": terms, "numbers": numbers, "entry": (r, c), "decomposition": dec}
+
+
+def error_by_input(dec, d_i):
+    r"""Σ over rows of each block term, grouped by the **input** index :math:`k_2` of layer ``i``
+    (row ``k2·d_i + k1``): ``{"error", "κ₄", "κ₃ terms"}`` -> arrays of length :math:`d_{i-1}+1`
+    (the last entry is the homogeneous coordinate, i.e. the biases)."""
+    k3 = dec.kappa3_terms[0] + dec.kappa3_terms[1]
+    agg = lambda T: T.abs().reshape(-1, d_i, T.shape[1]).sum((1, 2)).numpy()
+    return {"error": agg(dec.error), "κ₄": agg(dec.kappa4), "κ₃ terms": agg(k3)}
+
+
+def gaussian_example(dependence=0.0, n_samples=20000, seed=SEED):
+    r"""Sec. 3.1's jointly Gaussian case (:func:`kfac_teach.cumulants.gaussian_moments`): relative
+    sizes :math:`\|F - \tilde F\|/\|\tilde F\|`, :math:`\|\kappa_4\|/\|\tilde F\|` and the identity's
+    residual, for :math:`g` whose scale depends on :math:`\bar a` through ``dependence``."""
+    from .cumulants import cumulant_decomposition, gaussian_moments
+    m = gaussian_moments(n_samples=n_samples, dependence=dependence,
+                         generator=torch.Generator().manual_seed(seed))
+    dec = cumulant_decomposition(m, 0, 1)
+    w = m.weights
+    A = (w[:, None] * m.a_bar[0]).T @ m.a_bar[1]
+    G = (w[:, None] * m.m[0]).T @ m.m[1]
+    Ft = torch.kron(A, G)
+    k3 = dec.kappa3_terms[0] + dec.kappa3_terms[1]
+    return {"dependence": dependence, "rel_error": float(dec.error.norm() / Ft.norm()),
+            "rel_kappa4": float(dec.kappa4.norm() / Ft.norm()), "rel_kappa3": float(k3.norm() / Ft.norm()),
+            "relative_residual": dec.relative_residual()}
