@@ -1,0 +1,99 @@
+"""The training benchmark (``python -m kfac_teach.bench train``) and the experiment helpers, tiny."""
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from kfac_teach import experiments as E
+from kfac_teach.baselines import NesterovSGD, sutskever_momentum
+from kfac_teach.nets import chain
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_autoencoder_has_linear_code_layer():
+    net = E.autoencoder((10, 8, 3, 8, 10))
+    c = chain(net)
+    assert [l.out_features for l in c.linears] == [8, 3, 8, 10]
+    # sigmoid after the first hidden layer, identity (None) after the code, sigmoid, none at the end
+    assert [type(a).__name__ if a is not None else None for a in c.activations] == \
+        ["Sigmoid", None, "Sigmoid", None]
+    paper = E.autoencoder(E.PROBLEMS["curves"].sizes)
+    assert sum(p.numel() for p in paper.parameters()) == 842_340     # notes §12
+    mn = E.autoencoder(E.PROBLEMS["mnist"].sizes)
+    assert sum(p.numel() for p in mn.parameters()) == 2_837_314
+
+
+def test_initial_net_is_sparse_and_seeded():
+    a, b = E.initial_net("digits", seed=3), E.initial_net("digits", seed=3)
+    for x, y in zip(a.parameters(), b.parameters()):
+        assert torch.equal(x, y)
+    W = chain(a).linears[0].weight.detach()
+    assert int((W != 0).sum(1).max()) <= 15 and float(chain(a).linears[0].bias.detach().abs().max()) == 0
+
+
+def test_sutskever_schedule_and_nesterov_sgd():
+    got = [sutskever_momentum(t) for t in (0, 249, 250, 500, 750)]
+    assert got == pytest.approx([0.5, 0.5, 0.75, 1 - 1 / 6, 0.875], abs=1e-12)
+    assert sutskever_momentum(10 ** 6, mu_max=0.9) == 0.9
+    p = nn.Parameter(torch.ones(3))
+    opt = NesterovSGD([p], lr=0.1, mu_max=0.99, period=2)
+    mus = []
+    for _ in range(5):
+        opt.zero_grad()
+        (p ** 2).sum().backward()
+        opt.step()
+        mus.append(opt.mu)
+    assert mus == pytest.approx([0.5, 0.5, 0.75, 0.75, 1 - 1 / 6], abs=1e-12)
+    assert float(p.abs().max()) < 1
+
+
+def test_reconstruction_error_is_the_papers_metric():
+    net = E.autoencoder((4, 2, 4))
+    X = torch.rand(7, 4)
+    expected = ((torch.sigmoid(net(X)) - X) ** 2).sum(1).mean()
+    assert math.isclose(E.reconstruction_error(net, X, chunk=3), float(expected), rel_tol=1e-6)
+
+
+def test_train_records_history_and_kfac_trace():
+    X = E.data.autoencoder_data("digits", n=200)
+    r = E.train(E.Method("kfac", {"structure": "block_diagonal", "damping": 1.0}), "digits", X,
+                E.initial_net("digits"), iters=8)
+    assert r["iterations"] == 8 and r["history"]["iter"][0] == 0 and r["history"]["iter"][-1] == 8
+    assert len(r["trace"]["lambda"]) == 8 and len(r["trace"]["m"]) == 8
+    assert r["trace"]["m"][0] == 100            # m_1 of the digits schedule
+    assert r["best_error"] < r["history"]["error"][0]
+    assert all(t >= 0 for t in r["history"]["time"])
+
+
+def test_bench_train_smoke_writes_valid_json(tmp_path):
+    cmd = [sys.executable, "-m", "kfac_teach.bench", "train", "--smoke", "--no-progress",
+           "--out", str(tmp_path)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    path = tmp_path / "train_digits_cpu_smoke.json"
+    res = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert (tmp_path / "train_digits_cpu_smoke.png").stat().st_size > 1000
+    assert res["environment"]["torch"] == torch.__version__ and res["environment"]["device"]
+    assert res["settings"]["eta"] == 1e-5 and res["smoke"] is True
+    fams = {r["family"] for r in res["runs"]}
+    assert fams == {"kfac_block_diagonal", "kfac_block_tridiagonal", "sgd", "adam"}
+    for r in res["runs"]:
+        h = r["history"]
+        assert len(h["iter"]) == len(h["time"]) == len(h["error"]) >= 2
+        assert h["error"][0] == res["runs"][0]["history"]["error"][0]   # same initial θ for all
+    s = res["summary"]
+    assert s["sgd_best_error"] > 0 and "kfac_block_diagonal" in s["time_to_sgd_best"]
+    assert {row["m"] for row in s["per_iteration"]} == {100, 300}
+    assert all(row["kfac_block_diagonal_over_sgd"] > 0 for row in s["per_iteration"])
+    assert "best SGD error" in out.stdout
+
+
+def test_bench_train_mnist_without_files_is_a_clear_error(tmp_path):
+    from kfac_teach.bench.train import main
+    assert main(["--problem", "mnist", "--out", str(tmp_path), "--no-progress"]) == 2
