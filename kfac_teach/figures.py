@@ -120,11 +120,10 @@ def fig4(layers=lessons.MIDDLE):
 
 
 def _approx_rows(setup, damping, inverse, max_pixels, clip=lessons.FIG2_CLIP):
-    _, _, fac = setup.middle()
-    Fg = lessons.factored_damped_F_tilde(fac, damping)
-    ap = lessons.structured_approximations(fac, damping)
+    ap = lessons.approximations(setup, damping)
+    Fg = ap["F_gamma"]
     if inverse:
-        ref = lessons.damped_inverse(Fg, 0.0).dense
+        ref = ap["F_gamma_inv"].dense
         rows = [("F̆⁻¹", ap["F_breve_inv"]), ("F̂⁻¹", ap["F_hat_inv"])]
         name = "F̃⁻¹"
     else:

@@ -51,8 +51,9 @@ SEED = 0
 
 
 def damping_grid():
-    """Damping values for the update-quality sweep (13 decades-halves; 7 in smoke mode)."""
-    return np.logspace(-7, -1, config.smoke_or(13, 7))
+    """Damping values for the update-quality sweep: 1e-7..1e-1 by half decades (by 2 decades in
+    smoke mode); 1e-5 and 1e-3 are in both."""
+    return np.array([float(f"{d:.6g}") for d in np.logspace(-7, -1, config.smoke_or(13, 4))])
 
 
 def mc_sample_counts():
@@ -474,10 +475,12 @@ def structured_approximations(factors, damping, pi="trace"):
     :math:`\breve F^{-1}` and :math:`\hat F^{-1}` come from the library's inverse objects;
     :math:`\breve F`, :math:`\hat F` are their exact matrix inverses (Figs. 5-6).
     """
+    from .inverses import damped_factors
     bd = BlockDiagonalInverse(factors, damping, pi=pi).dense()
     tri = BlockTridiagonalInverse(factors, damping, pi=pi).dense()
-    return {"F_breve_inv": bd, "F_hat_inv": tri,
-            "F_breve": torch.linalg.inv(bd), "F_hat": torch.linalg.inv((tri + tri.T) / 2)}
+    gamma = math.sqrt(damping)
+    F_breve = torch.block_diag(*[torch.kron(*damped_factors(factors, i, gamma, pi)[:2]) for i in factors.layers])
+    return {"F_breve_inv": bd, "F_hat_inv": tri, "F_breve": F_breve, "F_hat": torch.linalg.inv((tri + tri.T) / 2)}
 
 
 def update_directions(setup, damping, pi="trace", iteration=None):
@@ -613,3 +616,68 @@ def gaussian_example(dependence=0.0, n_samples=20000, seed=SEED):
     return {"dependence": dependence, "rel_error": float(dec.error.norm() / Ft.norm()),
             "rel_kappa4": float(dec.kappa4.norm() / Ft.norm()), "rel_kappa3": float(k3.norm() / Ft.norm()),
             "relative_residual": dec.relative_residual()}
+
+
+# ---------------------------------------------------------------------------------------------
+# notebook 04: the regression view (Sec. 4.1)
+# ---------------------------------------------------------------------------------------------
+
+def regression_view(setup, damping=FIG3_DAMPING):
+    r""":math:`B`, :math:`D` of :math:`(F + \lambda I)` for the middle 4 layers (true Fisher) and the
+    ``L × L`` mean :math:`|B|` per block: which layers' gradients predict which (Sec. 4.1)."""
+    from .regression import precision_from_regression
+
+    def build():
+        from .inverses import sym_inverse
+        F, _, _ = setup.middle()
+        P = sym_inverse(F.dense + damping * torch.eye(F.dense.shape[0], dtype=F.dense.dtype))
+        d = torch.diagonal(P)
+        B = -P / d[:, None]  # the same formula as regression.regression_coefficients, one inverse
+        B.fill_diagonal_(0)
+        D = torch.diag(1 / d)
+        identity_err = float((precision_from_regression(B, D) - P).abs().max() / P.abs().max())
+        return {"B": F.map(lambda _: B), "D": D, "identity_error": identity_err,
+                "block_mean_B": F.map(lambda _: B).block_abs_mean().numpy()}
+
+    return setup._cached(("regression", float(damping)), build)
+
+
+def least_squares_check(setup, layers=(3, 4), n_inputs=200, targets=(0, 437, 839), damping=FIG3_DAMPING):
+    r"""Recover rows of :math:`B` by **actual least squares** on weighted gradient samples
+    (:func:`kfac_teach.regression.gradient_samples`, true Fisher: one row per input and class, weight
+    :math:`p_c/N`) with ridge :math:`\lambda`, against :math:`B` from :math:`(F+\lambda I)^{-1}` on the
+    same inputs.  Returns the largest relative difference over the ``targets``."""
+    from .regression import (gradient_samples, least_squares_coefficients, precision_from_regression,
+                             regression_coefficients)
+    net, X = setup.net(), setup.X[:n_inputs]
+    F = exact_fisher(net, X, layers=layers).dense
+    B, D = regression_coefficients(F + damping * torch.eye(F.shape[0], dtype=F.dtype))
+    rows, w = gradient_samples(net, X, kind="true", layers=layers)
+    B_ls, D_ls = least_squares_coefficients(rows, w, center=True, ridge=damping, targets=targets)
+    t = list(targets)
+    rel_B = float((B_ls - B[t]).norm() / B[t].norm())
+    rel_D = float((torch.diagonal(D_ls) - torch.diagonal(D)[t]).abs().max() / torch.diagonal(D)[t].abs().max())
+    P = torch.linalg.inv(F + damping * torch.eye(F.shape[0], dtype=F.dtype))
+    identity_err = float((precision_from_regression(B, D) - P).abs().max() / P.abs().max())
+    return {"rel_B": rel_B, "rel_D": rel_D, "n_rows": rows.shape[0], "n_vars": rows.shape[1],
+            "identity_error": identity_err}
+
+
+def approximations(setup, damping=FIG3_DAMPING, pi="trace"):
+    r"""Cached Figs. 5-6 matrices for the middle 4 layers: ``F_gamma`` (:func:`factored_damped_F_tilde`),
+    its inverse ``F_gamma_inv``, and :func:`structured_approximations` (:math:`\breve F`, :math:`\hat F`
+    and their inverses), plus their relative errors against ``F_gamma`` / ``F_gamma_inv``, overall and
+    per block (``L × L`` arrays of ‖·‖ of the block difference over ‖·‖ of the reference block)."""
+    def build():
+        _, _, fac = setup.middle()
+        Fg = factored_damped_F_tilde(fac, damping, pi)
+        out = dict(structured_approximations(fac, damping, pi))
+        out["F_gamma"], out["F_gamma_inv"] = Fg, Fg.map(torch.linalg.inv)
+        for name, ref in (("F_breve", "F_gamma"), ("F_hat", "F_gamma"),
+                          ("F_breve_inv", "F_gamma_inv"), ("F_hat_inv", "F_gamma_inv")):
+            R = out[ref]
+            out[f"rel_{name}"] = relative_error(out[name], R.dense)
+            out[f"block_rel_{name}"] = per_block_relative_error(R, R.map(lambda _: out[name]))
+        return out
+
+    return setup._cached(("approximations", float(damping), pi), build)
