@@ -82,11 +82,11 @@ def fig2_block_errors(setup=None, totals=None):
     return fig
 
 
-def cumulant_terms(setup=None, i=2, j=3, kind="true", max_pixels=420):
+def cumulant_terms(setup=None, i=2, j=3, kind="true", max_pixels=420, clip=0.3):
     """Sec. 3.1: the error of F̃ in block (i, j) and its κ₄ / κ₃ terms and residual (shared scale)."""
     setup = setup or lessons.fig2_setup()
     r = lessons.cumulant_block(setup, i, j, kind=kind)
-    fig, _, _ = plotting.matrix_panels(list(r["terms"].values()), list(r["terms"].keys()),
+    fig, _, _ = plotting.matrix_panels(list(r["terms"].values()), list(r["terms"].keys()), clip=clip,
                                        max_pixels=max_pixels, panel_size=2.8)
     return fig
 

@@ -175,7 +175,7 @@ def cumulant_explorer(setup=None):
 
 def draw_cumulant_block(result, max_pixels=420):
     terms = result["terms"]
-    fig, _, _ = plotting.matrix_panels(list(terms.values()), list(terms.keys()),
+    fig, _, _ = plotting.matrix_panels(list(terms.values()), list(terms.keys()), clip=0.3,
                                        max_pixels=max_pixels, panel_size=2.6)
     return fig
 

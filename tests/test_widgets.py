@@ -117,3 +117,19 @@ def test_train_adapter_follows_batch_kfac():
     np.testing.assert_allclose(hist["alpha"], ref.alpha, rtol=1e-4)
     torch.testing.assert_close(thetas[3], kt.paper_vector(net), rtol=1e-5, atol=1e-6)
     assert sorted(thetas) == [0, 1, 2, 3]
+
+
+def test_cumulant_explorer_shows_the_decomposition_of_the_chosen_block(setup):
+    ex = kw.cumulant_explorer(setup)
+    assert ex.values()["block"] == (1, 2) and ex.values()["kind"] == "true"
+    n = ex.result["numbers"]
+    assert n["block: max|residual| / max|error|"] < 1e-10          # Eq. (3) to round-off
+    assert len(ex.images) == 4                                      # error, κ₄, κ₃ terms, residual
+    ex.controls["entry"].value = 3
+    r, c = ex.result["entry"]
+    assert r == 3 and ex.result["numbers"]["error F−F̃"] == pytest.approx(
+        float(ex.result["decomposition"].error[r, c]))
+    ex.controls["kind"].value = "empirical"
+    assert ex.result["numbers"]["block: max|residual| / max|error|"] > 1e-6   # Lemma 4 fails
+    ex.controls["block"].value = (2, 2)
+    assert ex.result["numbers"]["block"] == "(2, 2)" and ex.redraws == 4
