@@ -647,7 +647,8 @@ def short_run(problem="digits", structure="block_diagonal", damping=150.0, mode=
     if mode == "simple":
         kf.update(lr=0.1, momentum=0.9)
     methods = [Method("kfac", kf), Method("sgd", {"lr": sgd_lr, "mu_max": 0.99}, p.sgd_batch)]
-    res = compare(p, methods=methods, iters=int(iters), seed=seed, timing_steps=0, progress=False, X=X)
+    res = compare(p, methods=methods, iters=int(iters), seed=seed, timing_steps=0, progress=False, X=X,
+                  warmup=False)
     numbers = {r["label"]: round(r["best_error"], 3) for r in res["runs"]}
     return {"result": res, "numbers": numbers}
 

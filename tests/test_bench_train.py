@@ -97,3 +97,15 @@ def test_bench_train_smoke_writes_valid_json(tmp_path):
 def test_bench_train_mnist_without_files_is_a_clear_error(tmp_path):
     from kfac_teach.bench.train import main
     assert main(["--problem", "mnist", "--out", str(tmp_path), "--no-progress"]) == 2
+
+
+def test_training_explorer_reruns_on_control_change():
+    pytest.importorskip("ipywidgets")
+    ex = E.training_explorer("digits", iters=3)
+    assert ex.redraws == 1 and any(k.startswith("K-FAC block-diag") for k in ex.result["numbers"])
+    ex.controls["structure"].value = "block_tridiagonal"
+    assert ex.redraws == 2 and any(k.startswith("K-FAC block-tridiag") for k in ex.result["numbers"])
+    ex.controls["mode"].value = "simple"
+    assert ex.redraws == 3
+    runs = ex.result["result"]["runs"]
+    assert runs[0]["options"]["mode"] == "simple" and runs[0]["iterations"] == 3
