@@ -178,12 +178,14 @@ class Method:
 
     ``kind`` is ``"kfac"``, ``"sgd"`` or ``"adam"``; ``options`` go to the optimizer
     (K-FAC: ``structure``, ``damping``, …; SGD: ``lr``, ``mu_max``; Adam: ``lr``); ``batch`` is a
-    fixed mini-batch size or ``"schedule"`` (Sec. 13's :math:`m_k`, K-FAC's default).
+    fixed mini-batch size or ``"schedule"`` (Sec. 13's :math:`m_k`, K-FAC's default); ``name``
+    overrides the family name (runs of one family are a grid: the best is kept).
     """
 
     kind: str
     options: dict = field(default_factory=dict)
     batch: object = "schedule"
+    name: str = None
 
     @property
     def label(self):
@@ -199,6 +201,8 @@ class Method:
 
     @property
     def family(self):
+        if self.name:
+            return self.name
         if self.kind == "kfac":
             return "kfac_" + self.options.get("structure", "block_diagonal")
         return self.kind
@@ -253,7 +257,7 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
     Returns ``{"label", "family", "kind", "options", "batch", "history": {"iter", "time", "error",
     "cases"}, "trace": {…}, "best_error", "final_error", "iterations", "train_time", "diverged",
     "skipped"}``; ``trace`` has K-FAC's per-iteration ``lambda, gamma, alpha, mu, rho,
-    model_change`` and every method's mini-batch size ``m`` and ``loss``.
+    model_change``, mini-batch size ``m`` and mini-batch ``loss`` (empty for the baselines).
     """
     if iters is None and time_budget is None:
         raise ValueError("give iters or time_budget (or both)")
@@ -335,9 +339,11 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
     if hist["iter"][-1] != k:
         evaluate(k, (wall, cpu), cases)
     for m, loss, inf, skip in raw:
+        skipped += skip
+        if method.kind != "kfac":
+            continue  # the baselines' batch is fixed; their per-step losses are not kept
         trace["m"].append(m)
         trace["loss"].append(float(loss))
-        skipped += skip
         if inf is not None and method.kind == "kfac":
             for key, v in zip(KFAC_TRACE, inf):
                 trace[key].append(float(v))
@@ -406,7 +412,8 @@ def default_methods(problem, structures=("block_diagonal", "block_tridiagonal"),
     p = get_problem(problem)
     methods = [Method("kfac", {"structure": s, "damping": p.kfac_damping}) for s in structures]
     if p.kfac_damping != 150.0 and not smoke:
-        methods.append(Method("kfac", {"structure": structures[0], "damping": 150.0}))
+        methods.append(Method("kfac", {"structure": structures[0], "damping": 150.0},
+                              name=f"kfac_{structures[0]}_lambda150"))
     sgd_lrs, mus, adam_lrs = p.sgd_lrs, p.sgd_mu_max, p.adam_lrs
     if smoke:
         sgd_lrs, mus, adam_lrs = sgd_lrs[1:2], mus[:1], adam_lrs[:1]
@@ -510,7 +517,7 @@ def compare(problem="digits", *, device="cpu", methods=None, iters=None, time_bu
             row = {"m": int(m), "sgd_s": time_steps(sgd_m, p, X, copy.deepcopy(net0), m, timing_steps,
                                                     timing_repeats, seed=seed, clock=clock)}
             for fam, r in best.items():
-                if fam.startswith("kfac"):
+                if fam in ("kfac_block_diagonal", "kfac_block_tridiagonal"):  # one per structure
                     mth = Method("kfac", dict(r["options"]))
                     row[fam + "_s"] = time_steps(mth, p, X, copy.deepcopy(net0), m, timing_steps,
                                                  timing_repeats, seed=seed, clock=clock)
@@ -530,8 +537,8 @@ def compare(problem="digits", *, device="cpu", methods=None, iters=None, time_bu
                         "python": platform.python_version()},
         "settings": {"problem": asdict(p), "n_train": len(X), "iters": iters,
                      "time_budget": time_budget, "seed": seed, "eta": ETA, "clock": clock,
-                     "methods": [{"label": mt.label, "kind": mt.kind, "options": mt.options,
-                                  "batch": mt.batch} for mt in methods],
+                     "methods": [{"label": mt.label, "family": mt.family, "kind": mt.kind,
+                                  "options": mt.options, "batch": mt.batch} for mt in methods],
                      "kfac_schedule": {"m1": min(p.m1, len(X)), "k_full": p.k_full},
                      "timing_steps": timing_steps, "timing_repeats": timing_repeats,
                      "init": "sparse (15 N(0,1) inputs per unit)",
@@ -547,6 +554,7 @@ def compare(problem="digits", *, device="cpu", methods=None, iters=None, time_bu
 # ------------------------------------------------------------------------------------------------
 
 FAMILY_STYLE = {"kfac_block_diagonal": ("#d62728", "K-FAC block-diag"),
+                "kfac_block_diagonal_lambda150": ("#9467bd", "K-FAC b-diag λ₀=150"),
                 "kfac_block_tridiagonal": ("#2ca02c", "K-FAC block-tridiag"),
                 "sgd": ("#1f77b4", "SGD-Nesterov"), "adam": ("#ff7f0e", "Adam")}
 

@@ -16,6 +16,15 @@ from kfac_teach.nets import chain
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads can stall at every parallel region."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def test_autoencoder_has_linear_code_layer():
     net = E.autoencoder((10, 8, 3, 8, 10))
     c = chain(net)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -33,9 +34,15 @@ def _clean(x):
         return [_clean(v) for v in x]
     if isinstance(x, torch.Tensor):
         return _clean(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
+    if isinstance(x, float):
+        return float(f"{x:.6g}") if math.isfinite(x) else None
     return x
+
+
+def to_json(result):
+    """Indented JSON with every list of numbers on one line (6 significant digits)."""
+    text = json.dumps(_clean(result), indent=1, allow_nan=False, ensure_ascii=False)
+    return re.sub(r"\[\s*([^\[\]{}]*?)\s*\]", lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "]", text)
 
 
 def parser():
@@ -94,7 +101,7 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"train_{args.problem}_{args.device}" + ("_smoke" if args.smoke else "")
-    (out / f"{stem}.json").write_text(json.dumps(_clean(result), indent=1, allow_nan=False) + "\n")
+    (out / f"{stem}.json").write_text(to_json(result) + "\n", encoding="utf-8")
     import matplotlib
     matplotlib.use("Agg", force=False) if "matplotlib.pyplot" not in sys.modules else None
     from ..plotting import save_figure
