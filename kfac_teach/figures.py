@@ -134,7 +134,8 @@ def _approx_rows(setup, damping, inverse, max_pixels, clip=lessons.FIG2_CLIP):
     for r, (label, M) in enumerate(rows):
         plotting.matrix_panels([ref, M, ref - M], [name, label, f"|{name} − {label}|"], vmax=clip * float(np.abs(ref.numpy()).max()),
                                block_sizes=Fg.block_sizes, layers=Fg.layers, max_pixels=max_pixels,
-                               axes=list(axes[r]), colorbar=r == 1)
+                               axes=list(axes[r]), colorbar=False)
+    fig.colorbar(axes[1][2].images[0], ax=axes.ravel().tolist(), shrink=0.6, pad=0.02, label="|entry|")
     fig.suptitle(f"{'Fig. 6' if inverse else 'Fig. 5'} — factored damping γ = √λ, λ = {damping:g}, "
                  f"one shared maximum (white at {clip:g} × the largest |entry| of {name})", fontsize=9)
     return fig
