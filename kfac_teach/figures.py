@@ -32,7 +32,7 @@ from . import lessons, plotting  # noqa: E402
 def natural_gradient(P=None):
     """Loss contours, the KL ball and the two directions at θ₀ (notebook 01, Sec. 2.2)."""
     if P is None:
-        P = lessons.natural_gradient_picture(lessons.two_parameter_model(), span=2.0, grid=161)
+        P = lessons.natural_gradient_picture(lessons.two_parameter_model(), span=2.4, grid=161)
     t0 = P["theta0"]
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     ax.contour(P["W"], P["B"], P["loss"], levels=40, cmap="viridis", linewidths=0.8)
@@ -49,7 +49,7 @@ def natural_gradient(P=None):
     ax.set_xlim(t0[0] - 1, t0[0] + 1)
     ax.set_ylim(t0[1] - 2.2, t0[1] + 1)
     ax.set_title("loss contours and the KL ball (black) at θ₀")
-    ax.legend(loc="upper left", fontsize=7)
+    ax.legend(loc="lower left", fontsize=7)
     return fig
 
 
