@@ -7,7 +7,7 @@ TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.kfac_teach-installed
-NBVAL := --nbval-lax --nbval-current-env --sanitize-with notebooks/sanitize.cfg
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 .DEFAULT_GOAL := help
 .PHONY: help setup lab test unit figures bench clean

@@ -146,7 +146,7 @@ class BatchKFACHistory:
 
 def batch_kfac(net, X, y, iterations=10, damping=3e-3, loss="cross_entropy", momentum=True,
                adapt_damping=True, omega=OMEGA1, pi="trace", weight_decay=0.0, target_error=None,
-               dtype=torch.float64) -> BatchKFACHistory:
+               dtype=torch.float64, callback=None) -> BatchKFACHistory:
     r"""Train ``net`` in place by full-batch K-FAC (block-diagonal :math:`\breve F^{-1}`).
 
     Args:
@@ -157,6 +157,8 @@ def batch_kfac(net, X, y, iterations=10, damping=3e-3, loss="cross_entropy", mom
         adapt_damping: the Levenberg-Marquardt rule (Sec. 6.5,
             :func:`kfac_teach.schedules.lm_rule`) every iteration with ``omega``.
         target_error: stop as soon as the training error is at most this.
+        callback: called as ``callback(k, net)`` at :math:`\theta_0` and after each step ``k``
+            (e.g. to keep snapshots of the iterates).
 
     Returns:
         :class:`BatchKFACHistory`; ``net`` is left trained.
@@ -166,7 +168,9 @@ def batch_kfac(net, X, y, iterations=10, damping=3e-3, loss="cross_entropy", mom
     h, err = evaluate(net, X, y, loss, weight_decay, dtype)
     hist.loss.append(h)
     hist.error.append(err)
-    for _ in range(int(iterations)):
+    if callback is not None:
+        callback(0, net)
+    for k in range(1, int(iterations) + 1):
         if target_error is not None and hist.error[-1] <= target_error:
             break
         step = kfac_step(net, X, y, lam, loss, previous if momentum else None, pi, weight_decay, dtype)
@@ -180,6 +184,8 @@ def batch_kfac(net, X, y, iterations=10, damping=3e-3, loss="cross_entropy", mom
         hist.error.append(err)
         hist.seconds.append(time.perf_counter() - start)
         previous = step.delta
+        if callback is not None:
+            callback(k, net)
         if adapt_damping:
             lam = float(lm_rule(lam, rho, omega))
     return hist

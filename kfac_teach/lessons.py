@@ -369,39 +369,22 @@ class Fig2Setup:
 
 
 def train_fig2(X, y, iterations=FIG2_ITERATIONS, damping=3e-3, seed=SEED, sizes=FIG2_SIZES):
-    r"""Batch-mode K-FAC on ``(X, y)`` from a seeded initialization, keeping every iterate.
-
-    A thin adapter over :mod:`kfac_teach.batch` (:func:`~kfac_teach.batch.kfac_step`,
-    :func:`~kfac_teach.batch.evaluate`) and :func:`kfac_teach.schedules.lm_rule`: the same loop as
-    :func:`kfac_teach.batch.batch_kfac` (momentum, Levenberg-Marquardt rule every iteration), which
-    returns only the final network, plus a snapshot of :math:`\theta_k` after each step for the
-    explorer's "training iteration" control.
+    r"""Batch-mode K-FAC (:func:`kfac_teach.batch.batch_kfac`) on ``(X, y)`` from a seeded
+    initialization, keeping a snapshot of every iterate :math:`\theta_k` for the explorer's
+    "training iteration" control.
 
     Returns:
         ``(thetas, history)``: ``{k: θ_k}`` for ``k = 0..iterations`` and ``{"loss", "error",
         "alpha", "mu", "damping"}`` lists (``loss``/``error`` have one entry per iterate).
     """
-    from .batch import evaluate, kfac_step
-    from .schedules import lm_rule
+    from .batch import batch_kfac
 
     torch.manual_seed(seed)
     net = MLP(sizes, "tanh")
-    thetas = {0: paper_vector(net).clone()}
-    h, err = evaluate(net, X, y)
-    hist = {"loss": [h], "error": [err], "alpha": [], "mu": [], "damping": []}
-    previous, lam = None, float(damping)
-    for k in range(1, int(iterations) + 1):
-        step = kfac_step(net, X, y, lam, previous=previous)
-        load_paper_vector(net, paper_vector(net).double() + flat(step.delta))
-        h_new, err = evaluate(net, X, y)
-        rho = (h_new - step.loss) / step.model_change if step.model_change < 0 else -math.inf
-        for name, v in (("alpha", step.alpha), ("mu", step.mu), ("damping", lam)):
-            hist[name].append(v)
-        hist["loss"].append(h_new)
-        hist["error"].append(err)
-        thetas[k] = paper_vector(net).clone()
-        previous, lam = step.delta, float(lm_rule(lam, rho))
-    return thetas, hist
+    thetas = {}
+    hist = batch_kfac(net, X, y, iterations=iterations, damping=damping,
+                      callback=lambda k, n: thetas.__setitem__(k, paper_vector(n).clone()))
+    return thetas, {name: getattr(hist, name) for name in ("loss", "error", "alpha", "mu", "damping")}
 
 
 @lru_cache(maxsize=None)
@@ -498,7 +481,6 @@ def update_directions(setup, damping, pi="trace", iteration=None):
     (factored damping, ``pi`` rule).  Returns flat paper-order vectors."""
     _, _, fac = setup.middle("true", 1, iteration)
     grads = setup.gradient(iteration)
-    g = flat(grads)
     out = {}
     for name in ("F", "F_tilde"):
         out[name] = setup.damped_solve(name, damping, iteration)
