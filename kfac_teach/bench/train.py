@@ -63,7 +63,8 @@ def parser():
                     help="steps per timing window for the per-iteration comparison (0: skip)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's; 1 under --smoke). On a CPU shared with "
-                         "other jobs, 1 thread avoids stalls of threads waiting for each other")
+                         "other jobs, OpenMP threads spin-waiting for each other can slow small-matrix "
+                         "code 10x: use 1 thread, or set OMP_WAIT_POLICY=PASSIVE in the environment")
     ap.add_argument("--out", default="figures/bench", help="output folder")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny check: 300 digits, one point per grid, 15 iterations, *_smoke files")
