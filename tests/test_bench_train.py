@@ -65,7 +65,7 @@ def test_sutskever_schedule_and_nesterov_sgd():
 def test_reconstruction_error_is_the_papers_metric():
     net = E.autoencoder((4, 2, 4))
     X = torch.rand(7, 4)
-    expected = ((torch.sigmoid(net(X)) - X) ** 2).sum(1).mean()
+    expected = ((torch.sigmoid(net(X)) - X) ** 2).sum(1).mean().detach()
     assert math.isclose(E.reconstruction_error(net, X, chunk=3), float(expected), rel_tol=1e-6)
 
 
