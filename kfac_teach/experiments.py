@@ -149,11 +149,12 @@ def reconstruction_error(net, X, chunk=10000):
 
 
 def device_name(device):
+    """The GPU name, or the CPU model with its core and torch-thread counts (for benchmark JSON)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     name = platform.processor() or platform.machine()
-    try:
+    try:  # Linux
         with open("/proc/cpuinfo") as f:
             name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
@@ -163,7 +164,8 @@ def device_name(device):
     return f"{name} ({os.cpu_count()} cores), torch threads: {torch.get_num_threads()}"
 
 
-def _sync(device):
+def sync(device):
+    """Wait for the device (CUDA) so that wall-clock timings are honest."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -300,7 +302,7 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
         warnings.simplefilter("ignore")  # K-FAC warns when it skips a non-finite step; counted below
         while k < limit and t_train < budget:
             m = _batch_size(method, problem, k + 1, n)
-            _sync(device)
+            sync(device)
             t0, c0 = time.perf_counter(), time.process_time()
             idx = torch.randperm(n, generator=gen, device=device)[:m]
             xb = X[idx]
@@ -312,7 +314,7 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
                 return loss
 
             loss = opt.step(closure)
-            _sync(device)
+            sync(device)
             wall += time.perf_counter() - t0
             cpu += time.process_time() - c0
             t_train = wall if clock == "wall" else cpu
@@ -384,7 +386,7 @@ def time_steps(method, problem, X, net, m, steps=20, repeats=5, warmup=3, seed=0
         warnings.simplefilter("ignore")
         for w in range(repeats + 1):
             count = warmup if w == 0 else steps
-            _sync(device)
+            sync(device)
             t0 = now()
             for s in range(count):
                 xb = batches[s % len(batches)]
@@ -396,7 +398,7 @@ def time_steps(method, problem, X, net, m, steps=20, repeats=5, warmup=3, seed=0
                     return loss
 
                 opt.step(closure)
-            _sync(device)
+            sync(device)
             if w > 0:
                 windows.append((now() - t0) / steps)
     return min(windows)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from . import config, data
-from .backprop import backward, forward
+from .batch import loss_and_gradient
 from .factors import kronecker_factors, kronecker_fisher
 from .fisher import exact_fisher
 from .inverses import BlockDiagonalInverse, BlockTridiagonalInverse
@@ -93,15 +93,10 @@ def relative_error(u, ref):
 # ---------------------------------------------------------------------------------------------
 
 def loss_gradient(net, X, y, loss="cross_entropy", dtype=torch.float64):
-    r""":math:`\nabla h` as per-layer :math:`\bar W_i`-shaped matrices, by Algorithm 1.
-
-    :math:`h = \frac1N\sum_n L(y_n, f(x_n,\theta))`; :math:`\mathcal{D}z = \partial L/\partial z` is
-    back-propagated to :math:`g_i` and :math:`\nabla_{\bar W_i} h = \frac1N\sum_n g_i \bar a_{i-1}^\top`.
-    """
-    fw = forward(net, X, dtype)
-    Dz = get_loss(loss).grad(fw.z, y.to(fw.z.device))
-    g = backward(fw, Dz[:, None, :])
-    return [gi[:, 0].T @ ab / X.shape[0] for gi, ab in zip(g, fw.a_bar)]
+    r""":math:`\nabla h` as per-layer :math:`\bar W_i`-shaped matrices, by Algorithm 1:
+    :math:`\nabla_{\bar W_i} h = \frac1N\sum_n g_i \bar a_{i-1}^\top`
+    (:func:`kfac_teach.batch.loss_and_gradient` without weight cost)."""
+    return loss_and_gradient(net, X, y, loss, dtype=dtype)[1]
 
 
 def autograd_gradient(net, X, y, loss="cross_entropy"):

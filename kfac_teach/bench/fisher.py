@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import torch
@@ -22,15 +21,11 @@ import torch
 from .. import BlockDiagonalInverse, BlockTridiagonalInverse, KroneckerFactors, MLP
 from .. import exact_fisher, kronecker_factors
 from ..data import digits
+from ..experiments import device_name, sync
 
 FIG2_SIZES = [256, 20, 20, 20, 20, 20, 10]
 MNIST_AE_SIZES = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def timeit(fn, device, repeat=3, warmup=1):
@@ -39,10 +34,10 @@ def timeit(fn, device, repeat=3, warmup=1):
         fn()
     best = float("inf")
     for _ in range(repeat):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - t0)
     return best
 
@@ -108,12 +103,6 @@ def bench_inverses(device, repeat, dtype=torch.float32, damping=1e-2):
     out["tridiagonal_over_diagonal"] = {"build": round(t["build_s"] / d["build_s"], 2),
                                         "apply": round(t["apply_s"] / d["apply_s"], 2)}
     return out
-
-
-def device_name(device):
-    if torch.device(device).type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def main(argv=None):
