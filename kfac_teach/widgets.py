@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import time
+import traceback
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -63,12 +64,14 @@ class Explorer:
         images: the image arrays of the last figure (what was drawn), in axes order.
         redraws: how many times the picture was redrawn.
         seconds: wall time of the last redraw (compute + draw).
+        error: the traceback of the last failed redraw in a kernel (shown in the output), or None.
         widget: the ipywidgets box to display (the explorer also displays itself).
     """
 
     def __init__(self, compute, draw, controls, title=None):
         self.compute, self.draw, self.controls = compute, draw, dict(controls)
         self.result, self.images, self.redraws, self.seconds = None, [], 0, 0.0
+        self.error = None
         self.output = widgets.Output()
         self.numbers = widgets.HTML()
         header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
@@ -82,7 +85,22 @@ class Explorer:
         return {name: c.value for name, c in self.controls.items()}
 
     def _on_change(self, change):
-        self.redraw()
+        """Redraw; in a kernel an exception is shown as a traceback in the explorer's output.
+
+        (An exception raised by a widget callback otherwise only reaches JupyterLab's log console,
+        where a reader never sees it.)  ``self.error`` keeps the last traceback, ``None`` after a
+        successful redraw.  Outside a kernel (tests) the exception propagates.
+        """
+        try:
+            self.redraw()
+            self.error = None
+        except Exception:
+            if not _in_kernel():
+                raise
+            from IPython import get_ipython
+            self.error = traceback.format_exc()
+            with self.output:
+                get_ipython().showtraceback()
 
     def redraw(self):
         t = time.perf_counter()
@@ -174,9 +192,13 @@ def cumulant_explorer(setup=None):
 
 
 def draw_cumulant_block(result, max_pixels=420):
+    """The four Eq. (3) terms of one block on one scale, with the entry of the side table circled."""
     terms = result["terms"]
-    fig, _, _ = plotting.matrix_panels(list(terms.values()), list(terms.keys()), clip=0.3,
-                                       max_pixels=max_pixels, panel_size=2.6)
+    fig, axes, info = plotting.matrix_panels(list(terms.values()), list(terms.keys()), clip=0.3,
+                                             max_pixels=max_pixels, panel_size=2.6)
+    r, c = result["entry"]
+    for ax in axes:
+        ax.plot([c // info["pool"]], [r // info["pool"]], "o", ms=9, mfc="none", mec="tab:red", mew=1.5)
     return fig
 
 

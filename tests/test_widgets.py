@@ -6,6 +6,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 import ipywidgets as widgets  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
 
 import kfac_teach as kt  # noqa: E402
 from kfac_teach import lessons, plotting  # noqa: E402
@@ -132,3 +133,42 @@ def test_cumulant_explorer_shows_the_decomposition_of_the_chosen_block(setup):
     assert ex.result["numbers"]["block: max|residual| / max|error|"] > 1e-6   # Lemma 4 fails
     ex.controls["block"].value = (2, 2)
     assert ex.result["numbers"]["block"] == "(2, 2)" and ex.redraws == 4
+
+
+def test_cumulant_explorer_circles_the_entry_of_its_side_table(setup):
+    ex = kw.cumulant_explorer(setup)
+    for entry in (0, 3):
+        ex.controls["entry"].value = entry
+        r, c = ex.result["entry"]
+        fig = kw.draw_cumulant_block(ex.result, max_pixels=None)      # no pooling: entry = pixel
+        marks = [tuple(np.ravel(ln.get_data())) for ax in fig.axes[:4] for ln in ax.lines
+                 if ln.get_marker() == "o"]
+        assert marks == [(c, r)] * 4
+        plt.close(fig)
+
+
+def test_a_failing_callback_is_shown_in_the_kernel_and_raises_outside(monkeypatch):
+    import IPython
+
+    calls = {"n": 0}
+
+    def compute(x):
+        calls["n"] += 1
+        if x == 2:
+            raise ValueError("bad x")
+        return {"numbers": {"x": x}}
+
+    ex = kw.Explorer(compute, lambda r: plt.figure(), {"x": widgets.IntSlider(value=0)})
+    with pytest.raises(ValueError, match="bad x"):                  # tests see the exception
+        ex.controls["x"].value = 2
+    shown = []
+    monkeypatch.setattr(kw, "_in_kernel", lambda: True)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: type("IP", (), {
+        "showtraceback": lambda self: shown.append(1), "kernel": None})())
+    monkeypatch.setattr(kw.Explorer, "redraw", lambda self: compute(**self.values()))
+    ex.controls["x"].value = 1
+    assert ex.error is None and not shown
+    ex.controls["x"].value = 2                                      # in a kernel: shown, kept
+    assert shown == [1] and "ValueError: bad x" in ex.error
+    ex.controls["x"].value = 3
+    assert ex.error is None
