@@ -38,6 +38,7 @@ from .factors import kronecker_factors
 from .inverses import BlockDiagonalInverse
 from .losses import get_loss
 from .nets import chain
+from .progress import finish, progress as progress_bar
 from .quadratic import dot, fisher_gram, solve_quadratic
 from .schedules import OMEGA1, lm_rule
 
@@ -146,7 +147,7 @@ class BatchKFACHistory:
 
 def batch_kfac(net, X, y, iterations=10, damping=3e-3, loss="cross_entropy", momentum=True,
                adapt_damping=True, omega=OMEGA1, pi="trace", weight_decay=0.0, target_error=None,
-               dtype=torch.float64, callback=None) -> BatchKFACHistory:
+               dtype=torch.float64, callback=None, progress=True) -> BatchKFACHistory:
     r"""Train ``net`` in place by full-batch K-FAC (block-diagonal :math:`\breve F^{-1}`).
 
     Args:
@@ -159,6 +160,8 @@ def batch_kfac(net, X, y, iterations=10, damping=3e-3, loss="cross_entropy", mom
         target_error: stop as soon as the training error is at most this.
         callback: called as ``callback(k, net)`` at :math:`\theta_0` and after each step ``k``
             (e.g. to keep snapshots of the iterates).
+        progress: show a progress bar (:func:`kfac_teach.progress.progress`: only if the run lasts
+            more than a second, never with ``KFAC_TEACH_PROGRESS=0``).
 
     Returns:
         :class:`BatchKFACHistory`; ``net`` is left trained.
@@ -170,22 +173,26 @@ def batch_kfac(net, X, y, iterations=10, damping=3e-3, loss="cross_entropy", mom
     hist.error.append(err)
     if callback is not None:
         callback(0, net)
-    for k in range(1, int(iterations) + 1):
-        if target_error is not None and hist.error[-1] <= target_error:
-            break
-        step = kfac_step(net, X, y, lam, loss, previous if momentum else None, pi, weight_decay, dtype)
-        apply_update(net, step.delta)
-        h_new, err = evaluate(net, X, y, loss, weight_decay, dtype)
-        rho = (h_new - step.loss) / step.model_change if step.model_change < 0 else -math.inf
-        for name, v in (("alpha", step.alpha), ("mu", step.mu), ("damping", lam),
-                        ("model_change", step.model_change), ("rho", rho)):
-            getattr(hist, name).append(v)
-        hist.loss.append(h_new)
-        hist.error.append(err)
-        hist.seconds.append(time.perf_counter() - start)
-        previous = step.delta
-        if callback is not None:
-            callback(k, net)
-        if adapt_damping:
-            lam = float(lm_rule(lam, rho, omega))
+    with progress_bar(total=int(iterations), desc="batch K-FAC", unit="it", disable=not progress) as bar:
+        for k in range(1, int(iterations) + 1):
+            if target_error is not None and hist.error[-1] <= target_error:
+                break
+            step = kfac_step(net, X, y, lam, loss, previous if momentum else None, pi, weight_decay, dtype)
+            apply_update(net, step.delta)
+            h_new, err = evaluate(net, X, y, loss, weight_decay, dtype)
+            rho = (h_new - step.loss) / step.model_change if step.model_change < 0 else -math.inf
+            for name, v in (("alpha", step.alpha), ("mu", step.mu), ("damping", lam),
+                            ("model_change", step.model_change), ("rho", rho)):
+                getattr(hist, name).append(v)
+            hist.loss.append(h_new)
+            hist.error.append(err)
+            hist.seconds.append(time.perf_counter() - start)
+            previous = step.delta
+            if callback is not None:
+                callback(k, net)
+            if adapt_damping:
+                lam = float(lm_rule(lam, rho, omega))
+            bar.set_postfix(loss=f"{h_new:.4g}", error=f"{err:.3g}", refresh=False)
+            bar.update(1)
+        finish(bar)  # stopping at target_error is not a failure
     return hist

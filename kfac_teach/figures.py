@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import lessons, plotting  # noqa: E402
+from .progress import progress as progress_bar, write  # noqa: E402
 
 
 def natural_gradient(P=None):
@@ -179,13 +180,16 @@ FIGURES = {
 }
 
 
-def main(directory=None, names=None):
-    """Regenerate the figures (all, or ``names``) into ``directory`` (default ``figures/``)."""
+def main(directory=None, names=None, progress=True):
+    """Regenerate the figures (all, or ``names``) into ``directory`` (default ``figures/``), printing
+    each path; ``progress``: a bar over the figures on stderr (≈ 10 s in all on a 2-core CPU)."""
     plotting.use_style()
     paths = []
-    for name in names or FIGURES:
-        paths.append(plotting.save_figure(FIGURES[name](), name, directory))
-        print(paths[-1])
+    with progress_bar(list(names or FIGURES), desc="figures", unit="fig", disable=not progress) as bar:
+        for name in bar:
+            bar.set_postfix_str(name, refresh=False)
+            paths.append(plotting.save_figure(FIGURES[name](), name, directory))
+            write(paths[-1])
     return paths
 
 

@@ -34,6 +34,7 @@ from .fisher import exact_fisher
 from .inverses import BlockDiagonalInverse, BlockTridiagonalInverse
 from .losses import get_loss
 from .nets import MLP, chain, load_paper_vector, paper_blocks, paper_vector, vec
+from .progress import progress as progress_bar
 
 #: The Fig. 2 network (Martens & Grosse (2015), Sec. 3.1): 16×16 inputs, five tanh layers of 20.
 FIG2_SIZES = (256, 20, 20, 20, 20, 20, 10)
@@ -139,16 +140,17 @@ def ggn(net, X, loss="cross_entropy"):
 # Fisher kinds
 # ---------------------------------------------------------------------------------------------
 
-def fisher_kind_distances(net, X, y, sample_counts, seed=SEED, layers=None):
+def fisher_kind_distances(net, X, y, sample_counts, seed=SEED, layers=None, progress=True):
     r"""Relative Frobenius distance to the true Fisher of the Monte-Carlo Fisher (for each count
     of sampled targets per input) and of the empirical Fisher.
 
     Returns ``{"mc": [...], "empirical": float}``; MC decays like :math:`1/\sqrt{\text{samples}}`,
-    the empirical Fisher stays away (it uses the training targets, Sec. 2.2).
+    the empirical Fisher stays away (it uses the training targets, Sec. 2.2).  ``progress``: a bar
+    over the sample counts (shown only if they take more than a second).
     """
     F = exact_fisher(net, X, layers=layers).dense
     mc = []
-    for s in sample_counts:
+    for s in progress_bar(sample_counts, desc="Monte-Carlo Fisher", unit="count", disable=not progress):
         gen = torch.Generator().manual_seed(seed)
         Fm = exact_fisher(net, X, kind="mc", n_samples=s, generator=gen, layers=layers).dense
         mc.append(relative_error(Fm, F))
@@ -363,10 +365,10 @@ class Fig2Setup:
         return self._cached(("solve", which, float(damping), iteration), build)
 
 
-def train_fig2(X, y, iterations=FIG2_ITERATIONS, damping=3e-3, seed=SEED, sizes=FIG2_SIZES):
+def train_fig2(X, y, iterations=FIG2_ITERATIONS, damping=3e-3, seed=SEED, sizes=FIG2_SIZES, progress=True):
     r"""Batch-mode K-FAC (:func:`kfac_teach.batch.batch_kfac`) on ``(X, y)`` from a seeded
     initialization, keeping a snapshot of every iterate :math:`\theta_k` for the explorer's
-    "training iteration" control.
+    "training iteration" control.  ``progress``: the bar of :func:`~kfac_teach.batch.batch_kfac`.
 
     Returns:
         ``(thetas, history)``: ``{k: θ_k}`` for ``k = 0..iterations`` and ``{"loss", "error",
@@ -377,7 +379,7 @@ def train_fig2(X, y, iterations=FIG2_ITERATIONS, damping=3e-3, seed=SEED, sizes=
     torch.manual_seed(seed)
     net = MLP(sizes, "tanh")
     thetas = {}
-    hist = batch_kfac(net, X, y, iterations=iterations, damping=damping,
+    hist = batch_kfac(net, X, y, iterations=iterations, damping=damping, progress=progress,
                       callback=lambda k, n: thetas.__setitem__(k, paper_vector(n).clone()))
     return thetas, {name: getattr(hist, name) for name in ("loss", "error", "alpha", "mu", "damping")}
 
@@ -487,14 +489,15 @@ def update_directions(setup, damping, pi="trace", iteration=None):
 APPROXIMATIONS = ("F_tilde", "block-diagonal", "block-tridiagonal")
 
 
-def update_quality(setup, dampings, pi="trace", iteration=None):
-    """Cosine and relative error of each approximation's update against the exact one, per damping."""
+def update_quality(setup, dampings, pi="trace", iteration=None, progress=True):
+    """Cosine and relative error of each approximation's update against the exact one, per damping
+    (cached; ``progress``: a bar over the dampings while it is computed)."""
     key = ("quality", tuple(float(d) for d in dampings), pi, iteration)
 
     def build():
         cos = {a: [] for a in APPROXIMATIONS}
         rel = {a: [] for a in APPROXIMATIONS}
-        for d in dampings:
+        for d in progress_bar(dampings, desc="update quality over λ", unit="λ", disable=not progress):
             u = update_directions(setup, float(d), pi, iteration)
             for a in APPROXIMATIONS:
                 cos[a].append(cosine(u[a], u["F"]))
