@@ -39,6 +39,7 @@ from torch import nn
 from . import data
 from .baselines import NesterovSGD, adam
 from .optim import KFAC
+from .progress import finish, progress as progress_bar, write
 from .schedules import minibatch_size, sparse_init_
 
 #: The ℓ2 coefficient η of every experiment (Sec. 13).
@@ -162,6 +163,27 @@ def device_name(device):
     import os
 
     return f"{name} ({os.cpu_count()} cores), torch threads: {torch.get_num_threads()}"
+
+
+#: How to get a CUDA build of torch (the Makefile's variables; ``clean`` because an existing
+#: ``.venv`` keeps its CPU build: ``pip`` counts ``2.13.0+cpu`` as satisfying ``torch==2.13.0``).
+CUDA_SETUP = 'make clean setup TORCH="torch==2.13.0" TORCH_INDEX="--index-url <CUDA wheel index>"'
+
+
+def cuda_unavailable(alternative="use --device cpu"):
+    """``None`` when torch can use a CUDA device, else one line: why not, what to do, or ``alternative``.
+
+    A CPU-only build of torch (``torch.version.cuda is None``) needs a CUDA build (:data:`CUDA_SETUP`);
+    a CUDA build that sees no GPU needs a driver or ``CUDA_VISIBLE_DEVICES`` fix.
+    """
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        fix = f"torch {torch.__version__} is a CPU-only build; install a CUDA build ({CUDA_SETUP})"
+    else:
+        fix = (f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but finds no GPU; "
+               "check the NVIDIA driver (nvidia-smi) and CUDA_VISIBLE_DEVICES")
+    return f"no CUDA device (torch.cuda.is_available() is False) — {fix}, or {alternative}"
 
 
 def sync(device):
@@ -294,11 +316,11 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
     err = evaluate(0, (0.0, 0.0), 0)
     wall = cpu = t_train = 0.0
     cases, k, diverged, skipped, next_t = 0, 0, False, 0, eval_dt
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=iters if iters is not None else None, desc=method.label, leave=False)
-    with warnings.catch_warnings():
+    # a bar of iterations, or of whole training seconds when only a time budget is given
+    by_time = iters is None
+    bar = progress_bar(total=int(math.ceil(budget)) if by_time else int(iters), desc=method.label,
+                       unit="s" if by_time else "it", disable=not progress)
+    with bar, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # K-FAC warns when it skips a non-finite step; counted below
         while k < limit and t_train < budget:
             m = _batch_size(method, problem, k + 1, n)
@@ -324,20 +346,19 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
             raw.append((m, loss.detach(), None if info is None else
                         tuple(info.get(key, math.nan) for key in KFAC_TRACE),
                         bool(info.get("skipped", False)) if info else False))
-            if bar is not None:
-                bar.update(1)
+            bar.update(min(int(t_train), bar.total) - bar.n if by_time else 1)
             if k in eval_its or t_train >= next_t or k == limit or t_train >= budget:
                 if not bool(torch.isfinite(loss.detach())) and method.kind != "kfac":
                     diverged = True
                 err = evaluate(k, (wall, cpu), cases)
+                bar.set_postfix(error=f"{err:.4g}", refresh=False)
                 while next_t <= t_train:
                     next_t += eval_dt
                 if not math.isfinite(err) or err > 1e6:
                     diverged = True
                 if diverged or (target_error is not None and err <= target_error):
                     break
-    if bar is not None:
-        bar.close()
+        finish(bar)
     if hist["iter"][-1] != k:
         evaluate(k, (wall, cpu), cases)
     for m, loss, inf, skip in raw:
@@ -464,8 +485,8 @@ def compare(problem="digits", *, device="cpu", methods=None, iters=None, time_bu
     """
     p = get_problem(problem)
     device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but torch.cuda.is_available() is False")
+    if device.type == "cuda" and cuda_unavailable() is not None:
+        raise RuntimeError("device='cuda' requested but " + cuda_unavailable("use device='cpu'"))
     if X is None:
         X = data.autoencoder_data(p.name, n=n, mnist_path=mnist_path, seed=seed)
     X = X.to(device=device, dtype=torch.float32)
@@ -480,15 +501,14 @@ def compare(problem="digits", *, device="cpu", methods=None, iters=None, time_bu
             mt = next(x for x in methods if x.kind == kind)
             train(mt, p, X, copy.deepcopy(net0), iters=5, seed=seed + 99)
     runs = []
-    for mth in methods:
+    for mth in progress_bar(methods, desc=f"{p.name}: runs", unit="run", disable=not progress):
         net = copy.deepcopy(net0)
         runs.append(train(mth, p, X, net, iters=iters, time_budget=time_budget, seed=seed,
                           progress=progress, clock=clock))
         r = runs[-1]
         if progress:
-            print(f"  {r['label']:<40s} {r['iterations']:6d} it  {r['train_time']:7.2f} s  "
-                  f"best error {r['best_error']:.4g}" + ("  (diverged)" if r["diverged"] else ""),
-                  flush=True)
+            write(f"  {r['label']:<40s} {r['iterations']:6d} it  {r['train_time']:7.2f} s  "
+                  f"best error {r['best_error']:.4g}" + ("  (diverged)" if r["diverged"] else ""))
     best = best_runs(runs)
     summary = {}
     sgd = best.get("sgd")
@@ -514,23 +534,24 @@ def compare(problem="digits", *, device="cpu", methods=None, iters=None, time_bu
     if timing_batches is None:
         timing_batches = sorted({min(p.sgd_batch, len(X)), min(len(X), 5000)})
     if timing_steps and sgd is not None:
-        sgd_m = Method("sgd", dict(sgd["options"]), p.sgd_batch)
-        for m in timing_batches:
-            row = {"m": int(m), "sgd_s": time_steps(sgd_m, p, X, copy.deepcopy(net0), m, timing_steps,
-                                                    timing_repeats, seed=seed, clock=clock)}
-            for fam, r in best.items():
-                if fam in ("kfac_block_diagonal", "kfac_block_tridiagonal"):  # one per structure
-                    mth = Method("kfac", dict(r["options"]))
-                    row[fam + "_s"] = time_steps(mth, p, X, copy.deepcopy(net0), m, timing_steps,
-                                                 timing_repeats, seed=seed, clock=clock)
-            if "adam" in best:
-                row["adam_s"] = time_steps(Method("adam", dict(best["adam"]["options"])), p, X,
-                                           copy.deepcopy(net0), m, timing_steps, timing_repeats,
-                                           seed=seed, clock=clock)
-            for key in list(row):
-                if key.endswith("_s") and key != "sgd_s":
-                    row[key[:-2] + "_over_sgd"] = row[key] / row["sgd_s"]
-            timing.append(row)
+        timed = [("sgd_s", Method("sgd", dict(sgd["options"]), p.sgd_batch))]
+        timed += [(fam + "_s", Method("kfac", dict(r["options"]))) for fam, r in best.items()
+                  if fam in ("kfac_block_diagonal", "kfac_block_tridiagonal")]  # one per structure
+        if "adam" in best:
+            timed.append(("adam_s", Method("adam", dict(best["adam"]["options"]))))
+        with progress_bar(total=len(timing_batches) * len(timed), desc="per-iteration timing",
+                          unit="run", disable=not progress) as bar:
+            for m in timing_batches:
+                row = {"m": int(m)}
+                for key, mth in timed:
+                    bar.set_postfix_str(f"m={int(m)} {key[:-2]}", refresh=False)
+                    row[key] = time_steps(mth, p, X, copy.deepcopy(net0), m, timing_steps,
+                                          timing_repeats, seed=seed, clock=clock)
+                    bar.update(1)
+                for key in list(row):
+                    if key.endswith("_s") and key != "sgd_s":
+                        row[key[:-2] + "_over_sgd"] = row[key] / row["sgd_s"]
+                timing.append(row)
     summary["per_iteration"] = timing
     return {
         "problem": p.name,
@@ -566,8 +587,9 @@ def plot_comparison(result, axes=None, others=True):
     family bold, the other grid points faint, SGD's best error dotted.  Returns the figure."""
     import matplotlib.pyplot as plt
 
-    from . import plotting  # noqa: F401  (applies the package style)
+    from .plotting import use_style
 
+    use_style()
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     fig = axes[0].figure
@@ -604,8 +626,9 @@ def plot_kfac_trace(run, axes=None):
     """K-FAC's adaptive quantities per iteration: λ, γ, α, μ (and the mini-batch size)."""
     import matplotlib.pyplot as plt
 
-    from . import plotting  # noqa: F401
+    from .plotting import use_style
 
+    use_style()
     keys = ("lambda", "gamma", "alpha", "mu", "m")
     if axes is None:
         fig, axes = plt.subplots(1, len(keys), figsize=(13, 2.6))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import torch
@@ -21,7 +22,8 @@ import torch
 from .. import BlockDiagonalInverse, BlockTridiagonalInverse, KroneckerFactors, MLP
 from .. import exact_fisher, kronecker_factors
 from ..data import digits
-from ..experiments import device_name, sync
+from ..experiments import cuda_unavailable, device_name, sync
+from ..progress import progress as progress_bar
 
 FIG2_SIZES = [256, 20, 20, 20, 20, 20, 10]
 MNIST_AE_SIZES = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
@@ -49,7 +51,19 @@ def matmul_gflops(dtype, device, n=2048, repeat=3):
     return 2 * n ** 3 / timeit(lambda: a @ b, device, repeat) / 1e9
 
 
-def bench_exact_fisher(device, repeat):
+def _stage(bar, name):
+    """Name the next stage on the bar (``None``: no bar); returns a callback marking it done."""
+    if bar is None:
+        return lambda: None
+    bar.set_postfix_str(name)
+    return lambda: bar.update(1)
+
+
+#: Timed stages, for the progress bar: per dtype matmul + exact Fisher, the factors, two inverses.
+N_STAGES = 2 * len(DTYPES) + 1 + 2
+
+
+def bench_exact_fisher(device, repeat, bar=None):
     torch.manual_seed(0)
     X, _ = digits(16)
     X = X.to(device)
@@ -59,12 +73,18 @@ def bench_exact_fisher(device, repeat):
     flops = 2 * N * C * D ** 2
     out = {"network": FIG2_SIZES, "N": N, "C": C, "D": D, "flop_count_2NCD2": flops}
     for name, dtype in DTYPES.items():
+        done = _stage(bar, f"matmul {name}")
         mm = matmul_gflops(dtype, device, repeat=repeat)
+        done()
+        done = _stage(bar, f"exact_fisher {name}")
         t = timeit(lambda: exact_fisher(net, X, dtype=dtype, max_bytes=2 ** 33), device, repeat)
+        done()
         eff = flops / t / 1e9
         out[name] = {"exact_fisher_s": round(t, 4), "effective_gflops": round(eff, 2),
                      "matmul_gflops": round(mm, 2), "ratio_to_matmul": round(eff / mm, 3)}
+    done = _stage(bar, "kronecker_factors")
     t = timeit(lambda: kronecker_factors(net, X), device, repeat)
+    done()
     out["kronecker_factors_all_pairs_float64_s"] = round(t, 4)
     return out
 
@@ -91,14 +111,16 @@ def random_factors(sizes, n=2048, dtype=torch.float64, device="cpu", seed=0):
     return KroneckerFactors(A, G)
 
 
-def bench_inverses(device, repeat, dtype=torch.float32, damping=1e-2):
+def bench_inverses(device, repeat, dtype=torch.float32, damping=1e-2, bar=None):
     fac = random_factors(MNIST_AE_SIZES, dtype=torch.float64, device=device).to(dtype)
     grads = [torch.randn(*s, dtype=dtype, device=device) for s in fac.shapes]
     out = {"sizes": MNIST_AE_SIZES, "dtype": str(dtype).replace("torch.", ""), "damping": damping}
     for name, cls in (("block_diagonal", BlockDiagonalInverse), ("block_tridiagonal", BlockTridiagonalInverse)):
+        done = _stage(bar, name)
         inv = cls(fac, damping)
         out[name] = {"build_s": round(timeit(lambda: cls(fac, damping), device, repeat), 4),
                      "apply_s": round(timeit(lambda: inv.apply(grads), device, repeat * 3), 5)}
+        done()
     d, t = out["block_diagonal"], out["block_tridiagonal"]
     out["tridiagonal_over_diagonal"] = {"build": round(t["build_s"] / d["build_s"], 2),
                                         "apply": round(t["apply_s"] / d["apply_s"], 2)}
@@ -111,12 +133,19 @@ def main(argv=None):
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--out", help="also write the JSON to this file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = p.parse_args(argv)
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda requested but torch.cuda.is_available() is False")
-    result = {"benchmark": "fisher", "device": device_name(args.device), "torch": torch.__version__,
-              "exact_fisher": bench_exact_fisher(args.device, args.repeat),
-              "inverses": bench_inverses(args.device, args.repeat)}
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        p.error(f"--device {args.device}: {e}")
+    if device.type == "cuda" and cuda_unavailable() is not None:
+        print(f"{p.prog}: --device cuda: {cuda_unavailable()}", file=sys.stderr)
+        return 2
+    with progress_bar(total=N_STAGES, desc="bench fisher", unit="stage", disable=args.no_progress) as bar:
+        result = {"benchmark": "fisher", "device": device_name(args.device), "torch": torch.__version__,
+                  "exact_fisher": bench_exact_fisher(args.device, args.repeat, bar),
+                  "inverses": bench_inverses(args.device, args.repeat, bar=bar)}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

@@ -68,14 +68,14 @@ def parser():
     ap.add_argument("--out", default="figures/bench", help="output folder")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny check: 300 digits, one point per grid, 15 iterations, *_smoke files")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     return ap
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("--device cuda: no CUDA device is available to torch", file=sys.stderr)
+    if args.device == "cuda" and E.cuda_unavailable() is not None:
+        print(f"python -m kfac_teach.bench train: --device cuda: {E.cuda_unavailable()}", file=sys.stderr)
         return 2
     threads = args.threads if args.threads is not None else (1 if args.smoke else None)
     if threads is not None:
