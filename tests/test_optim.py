@@ -345,7 +345,9 @@ def test_bad_inputs():
             KFAC(net, **kw)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=(
+    "needs a CUDA device (torch.cuda.is_available() is False): install a CUDA build of torch with "
+    'make clean setup TORCH="torch==2.13.0" TORCH_INDEX="--index-url <CUDA wheel index>" on a GPU machine'))
 @pytest.mark.parametrize("structure", STRUCTURES)
 def test_cuda_matches_cpu_float64(structure):
     """Same first steps on CPU and CUDA in float64 (targets sampled on the CPU generator for both)."""
