@@ -21,7 +21,7 @@ import yaml
 from packaging.specifiers import SpecifierSet
 
 try:  # Python 3.11+
-    import tomllib
+    import tomllib  # novermin (guarded: 3.10 falls back below)
 except ModuleNotFoundError:  # Python 3.10: pip vendors the same parser
     try:
         import tomli as tomllib
