@@ -5,8 +5,9 @@ VENV   ?= .venv
 #   make lab TORCH="torch==2.13.0" TORCH_INDEX="--index-url <your CUDA wheel index>"
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
-# extra JupyterLab options, e.g. LAB_ARGS="--no-browser --port 8899"
+# extra JupyterLab options, e.g. LAB_ARGS="--no-browser --port 8899"; the folder it opens
 LAB_ARGS    ?=
+NOTEBOOKS   ?= notebooks
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.kfac_teach-installed
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## create/reuse .venv and install torch, then the package with its extras
 
 lab: setup  ## set up, then open JupyterLab on notebooks/
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(LAB_ARGS) $$(test "$$(id -u)" = 0 && echo --allow-root)
+	$(BIN)/jupyter lab --notebook-dir=$(NOTEBOOKS) $(LAB_ARGS) $$(test "$$(id -u)" = 0 && echo --allow-root)
 
 test: setup  ## set up, then run every test: unit tests and the notebooks under nbval (small sizes)
 	@nbs=$$(ls notebooks/*.ipynb 2>/dev/null); test -z "$$nbs" || $(BIN)/nbstripout --verify --keep-count --keep-output $$nbs || \
