@@ -75,8 +75,12 @@ class Explorer:
         self.output = widgets.Output()
         self.numbers = widgets.HTML()
         header = [widgets.HTML(f"<b>{html.escape(title)}</b>")] if title else []
-        self.widget = widgets.VBox(header + [widgets.HBox(list(self.controls.values())),
+        wrap = widgets.Layout(flex_flow="row wrap")             # controls wrap on narrow screens
+        self.widget = widgets.VBox(header + [widgets.HBox(list(self.controls.values()), layout=wrap),
                                              widgets.HBox([self.output, self.numbers])])
+        # CSS classes: tests/test_browser.py finds the explorer, its picture and its table by them
+        for w, name in ((self.widget, ""), (self.output, "-picture"), (self.numbers, "-numbers")):
+            w.add_class("kfac-explorer" + name)
         for c in self.controls.values():
             c.observe(self._on_change, names="value")
         self.redraw()
@@ -192,13 +196,14 @@ def cumulant_explorer(setup=None):
 
 
 def draw_cumulant_block(result, max_pixels=420):
-    """The four Eq. (3) terms of one block on one scale, with the entry of the side table circled."""
+    """The four Eq. (3) terms of one block on one scale, with a cross-hair through the entry of the side table."""
     terms = result["terms"]
     fig, axes, info = plotting.matrix_panels(list(terms.values()), list(terms.keys()), clip=0.3,
                                              max_pixels=max_pixels, panel_size=2.6)
-    r, c = result["entry"]
-    for ax in axes:
-        ax.plot([c // info["pool"]], [r // info["pool"]], "o", ms=9, mfc="none", mec="tab:red", mew=1.5)
+    r, c = (e // info["pool"] for e in result["entry"])
+    for ax in axes:                                   # cross-hair through the entry of the table
+        ax.axhline(r, color="tab:red", lw=0.8, alpha=0.8)
+        ax.axvline(c, color="tab:red", lw=0.8, alpha=0.8)
     return fig
 
 

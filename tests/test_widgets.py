@@ -135,15 +135,15 @@ def test_cumulant_explorer_shows_the_decomposition_of_the_chosen_block(setup):
     assert ex.result["numbers"]["block"] == "(2, 2)" and ex.redraws == 4
 
 
-def test_cumulant_explorer_circles_the_entry_of_its_side_table(setup):
+def test_cumulant_explorer_marks_the_entry_of_its_side_table(setup):
     ex = kw.cumulant_explorer(setup)
     for entry in (0, 3):
         ex.controls["entry"].value = entry
         r, c = ex.result["entry"]
         fig = kw.draw_cumulant_block(ex.result, max_pixels=None)      # no pooling: entry = pixel
-        marks = [tuple(np.ravel(ln.get_data())) for ax in fig.axes[:4] for ln in ax.lines
-                 if ln.get_marker() == "o"]
-        assert marks == [(c, r)] * 4
+        for ax in fig.axes[:4]:
+            (hx, hy), (vx, vy) = (ln.get_data() for ln in ax.lines[-2:])
+            assert list(hy) == [r, r] and list(vx) == [c, c]         # row r, column c
         plt.close(fig)
 
 
