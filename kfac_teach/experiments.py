@@ -319,7 +319,9 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
     # a bar of iterations, or of whole training seconds when only a time budget is given
     by_time = iters is None
     bar = progress_bar(total=int(math.ceil(budget)) if by_time else int(iters), desc=method.label,
-                       unit="s" if by_time else "it", disable=not progress)
+                       unit="s" if by_time else "it", disable=not progress,
+                       bar_format=("{l_bar}{bar}| {n_fmt}/{total_fmt} s of training [{elapsed}{postfix}]"
+                                   if by_time else None))
     with bar, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # K-FAC warns when it skips a non-finite step; counted below
         while k < limit and t_train < budget:
