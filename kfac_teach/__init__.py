@@ -17,6 +17,7 @@ __all__ = [
     "MLP", "vec", "unvec", "paper_blocks", "paper_vector", "load_paper_vector",
     "exact_fisher", "BlockMatrix", "KroneckerFactors", "kronecker_factors", "kronecker_fisher",
     "BlockDiagonalInverse", "BlockTridiagonalInverse", "KroneckerSumInverse", "pi_rule", "data",
+    "batch", "cumulants", "regression",
     "KFAC", "PolyakAverage", "epsilon", "lm_rule", "minibatch_size", "sparse_init_",
 ]
 __version__ = "0.1.0"

@@ -698,7 +698,10 @@ def training_explorer(problem="digits", iters=60):
     X = data.autoencoder_data(get_problem(problem).name)
     controls = {
         "structure": w.Dropdown(options=["block_diagonal", "block_tridiagonal"], description="structure"),
-        "damping": w.FloatLogSlider(value=150.0, base=10, min=-1, max=3, step=0.5, description="λ₀"),
+        # a selection, not a log slider: the paper's λ₀ = 150 is not on a 10^(k/2) grid, and the
+        # browser would snap it to 100 at the first render
+        "damping": w.SelectionSlider(options=[0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 150.0, 300.0, 1000.0],
+                                     value=150.0, description="λ₀"),
         "mode": w.Dropdown(options=["adaptive", "simple"], description="mode"),
         "sgd_lr": w.FloatLogSlider(value=0.01, base=10, min=-3, max=-1, step=0.5, description="SGD lr"),
     }

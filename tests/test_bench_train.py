@@ -112,6 +112,8 @@ def test_training_explorer_reruns_on_control_change():
     pytest.importorskip("ipywidgets")
     ex = E.training_explorer("digits", iters=3)
     assert ex.redraws == 1 and any(k.startswith("K-FAC block-diag") for k in ex.result["numbers"])
+    assert ex.values()["damping"] == 150.0                     # the paper's λ₀, on the slider's grid
+    assert 150.0 in ex.controls["damping"].options
     ex.controls["structure"].value = "block_tridiagonal"
     assert ex.redraws == 2 and any(k.startswith("K-FAC block-tridiag") for k in ex.result["numbers"])
     ex.controls["mode"].value = "simple"
