@@ -236,7 +236,7 @@ def move_by_mouse(page, handle):
 
 
 @pytest.mark.parametrize("name", notebooks_with_explorers())
-def test_notebook_runs_and_its_explorers_redraw_in_jupyterlab(lab, browser, name):
+def test_notebook_runs_and_its_explorers_redraw_in_jupyterlab(browser, lab, name):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     stem = Path(name).stem
     n_code = sum(c["cell_type"] == "code"
@@ -275,3 +275,33 @@ def test_notebook_runs_and_its_explorers_redraw_in_jupyterlab(lab, browser, name
     finally:
         page.screenshot(path=str(ARTIFACTS / f"{stem}_end.png"))
         context.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# the skip/fail rule itself (no browser needed)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("1", pytest.fail.Exception),
+                                         ("false", pytest.skip.Exception), (None, pytest.skip.Exception)])
+def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch, ci, outcome):
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="apt-get install chromium"):
+        _missing("a browser")
+
+
+def test_find_browser_takes_KFAC_TEACH_BROWSER_then_PATH(monkeypatch, tmp_path):
+    exe = tmp_path / "chromium"
+    exe.write_text("#!/bin/sh\n")
+    monkeypatch.setenv("KFAC_TEACH_BROWSER", str(exe))
+    with pytest.raises(pytest.fail.Exception, match="not an executable"):
+        find_browser()
+    exe.chmod(0o755)
+    assert find_browser() == str(exe)
+    monkeypatch.delenv("KFAC_TEACH_BROWSER")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_browser() == str(exe)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert find_browser() is None
