@@ -6,7 +6,8 @@ nbval proves that the cells run; only a browser shows that the widgets render an
 ``jupyterlab_widgets``, a callback that ignores its slider or an exception inside a callback are
 invisible to nbval).  For each notebook the test asserts that
 
-* every code cell ran (an execution count, no ``[*]``) and none produced an error output;
+* every code cell ran (an execution count, no ``[*]``) and none wrote a traceback or a warning
+  (stderr);
 * each explorer rendered its picture (an ``<img>``) and its table of numbers;
 * moving its last slider by keyboard (focus + ArrowRight) and then by mouse (dragging the handle)
   changes the picture each time, without an error in the explorer's output;
@@ -184,12 +185,15 @@ def wait_until_all_cells_ran(page, n_code_cells):
         done = [t for t in texts if t.startswith("[") and t[1:-2].isdigit()]
         if len(texts) == n_code_cells and len(done) == n_code_cells:
             return
+        if error_outputs(page):              # JupyterLab stops "Run All" at the first error
+            pytest.fail(f"a cell failed: {error_outputs(page)}")
         page.wait_for_timeout(500)
     pytest.fail(f"cells did not finish in {CELL_TIMEOUT_S} s; prompts: {prompts(page)}")
 
 
 def error_outputs(page):
-    """Error and traceback outputs anywhere in the notebook, explorers' outputs included."""
+    """Tracebacks and anything else on stderr (warnings included) anywhere in the notebook,
+    explorers' outputs included: JupyterLab renders both with the stderr MIME type."""
     return page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
                         ).all_inner_texts()
 
