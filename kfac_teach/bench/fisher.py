@@ -139,8 +139,9 @@ def main(argv=None):
         device = torch.device(args.device)
     except RuntimeError as e:
         p.error(f"--device {args.device}: {e}")
-    if device.type == "cuda" and cuda_unavailable() is not None:
-        print(f"{p.prog}: --device cuda: {cuda_unavailable()}", file=sys.stderr)
+    why = cuda_unavailable() if device.type == "cuda" else None
+    if why is not None:
+        print(f"{p.prog}: --device cuda: {why}", file=sys.stderr)
         return 2
     with progress_bar(total=N_STAGES, desc="bench fisher", unit="stage", disable=args.no_progress) as bar:
         result = {"benchmark": "fisher", "device": device_name(args.device), "torch": torch.__version__,

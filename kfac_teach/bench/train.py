@@ -74,8 +74,9 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if args.device == "cuda" and E.cuda_unavailable() is not None:
-        print(f"python -m kfac_teach.bench train: --device cuda: {E.cuda_unavailable()}", file=sys.stderr)
+    why = E.cuda_unavailable() if args.device == "cuda" else None
+    if why is not None:
+        print(f"python -m kfac_teach.bench train: --device cuda: {why}", file=sys.stderr)
         return 2
     threads = args.threads if args.threads is not None else (1 if args.smoke else None)
     if threads is not None:
