@@ -33,7 +33,7 @@ from .factors import kronecker_factors, kronecker_fisher
 from .fisher import exact_fisher
 from .inverses import BlockDiagonalInverse, BlockTridiagonalInverse
 from .losses import get_loss
-from .nets import MLP, chain, load_paper_vector, paper_blocks, paper_vector, vec
+from .nets import MLP, Wbar_grad, chain, flatten as flat, load_paper_vector, paper_blocks, paper_vector, vec
 from .progress import progress as progress_bar
 
 #: The Fig. 2 network (Martens & Grosse (2015), Sec. 3.1): 16×16 inputs, five tanh layers of 20.
@@ -66,19 +66,6 @@ def dense(M):
     return M.dense if hasattr(M, "dense") else M
 
 
-def flat(grads):
-    """Per-layer ``d_i × (d_{i-1}+1)`` matrices -> one paper-order vector."""
-    return torch.cat([vec(g) for g in grads])
-
-
-def unflat(v, shapes):
-    out, o = [], 0
-    for m, n in shapes:
-        out.append(v[o:o + m * n].reshape(n, m).T)
-        o += m * n
-    return out
-
-
 def cosine(u, v):
     u, v = u.reshape(-1), v.reshape(-1)
     return float(u @ v / (u.norm() * v.norm()))
@@ -107,7 +94,7 @@ def autograd_gradient(net, X, y, loss="cross_entropy"):
     z = net64(X.double())
     h = get_loss(loss).loss(z, y).mean()
     h.backward()
-    return [torch.cat([l.weight.grad, l.bias.grad[:, None]], 1) for l in chain(net64).linears]
+    return [Wbar_grad(l) for l in chain(net64).linears]
 
 
 def ggn(net, X, loss="cross_entropy"):

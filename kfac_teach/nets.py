@@ -128,14 +128,48 @@ def unvec(v, shape):
     return v.reshape(*v.shape[:-1], n, m).transpose(-1, -2)
 
 
+def Wbar(layer):
+    r""":math:`\bar W = [W \mid b]` of one ``nn.Linear``, shape ``d_i × (d_{i-1}+1)`` (Sec. 2.1).
+
+    Not detached: autograd flows through it.  The one place the bias becomes the last column.
+    """
+    return torch.cat([layer.weight, layer.bias[:, None]], 1)
+
+
+def Wbar_grad(layer):
+    r""":math:`\nabla_{\bar W} = [\nabla_W \mid \nabla_b]` of one ``nn.Linear`` (its ``.grad``\ s)."""
+    if layer.weight.grad is None or layer.bias.grad is None:
+        raise RuntimeError("a parameter has no gradient: call loss.backward() first")
+    return torch.cat([layer.weight.grad, layer.bias.grad[:, None]], 1)
+
+
+def parameters(net):
+    """The trainable tensors in paper order: ``[W_0, b_0, W_1, b_1, ...]`` of the chain's layers."""
+    return [p for layer in chain(net).linears for p in (layer.weight, layer.bias)]
+
+
+def block_offsets(block_sizes):
+    """``[0, D_0, D_0 + D_1, ...]``: where each layer's block starts in θ (and the total at the end)."""
+    off = [0]
+    for b in block_sizes:
+        off.append(off[-1] + int(b))
+    return off
+
+
 def paper_blocks(net):
     r"""The per-layer :math:`\bar W_i = [W_i \mid b_i]` (detached), shape ``d_i × (d_{i-1}+1)``."""
-    return [torch.cat([l.weight, l.bias[:, None]], 1).detach() for l in chain(net).linears]
+    return [Wbar(l).detach() for l in chain(net).linears]
+
+
+def flatten(blocks):
+    r"""Per-layer ``d_i × (d_{i-1}+1)`` matrices -> one paper-order vector
+    :math:`[\mathrm{vec}(M_0); \mathrm{vec}(M_1); \dots]` (inverse of :func:`split_paper_vector`)."""
+    return torch.cat([vec(M) for M in blocks])
 
 
 def paper_vector(net):
     r""":math:`\theta = [\mathrm{vec}(\bar W_0); \mathrm{vec}(\bar W_1); \dots]` (Sec. 2.1)."""
-    return torch.cat([vec(W) for W in paper_blocks(net)])
+    return flatten(paper_blocks(net))
 
 
 def split_paper_vector(theta, shapes):
