@@ -19,10 +19,26 @@ from __future__ import annotations
 import torch
 
 
-
 def dot(u, v):
     """:math:`\\sum_i \\langle U_i, V_i \\rangle` for per-layer lists (a 0-d tensor)."""
     return sum((a * b).sum() for a, b in zip(u, v))
+
+
+def directions_gram(directions, grad, fused=True):
+    r"""The Euclidean terms of :math:`M` over ``k`` directions: ``(vec_gram, grad_dots)`` with
+    ``vec_gram`` :math:`= [u_a^\top u_b]` (``k × k``) and ``grad_dots`` :math:`= [u_a^\top\nabla h]`.
+
+    ``fused=True``: one matrix product of the flattened, stacked directions (one kernel, as the
+    optimizer does every step); ``False``: :func:`dot` layer by layer (batch mode).  The two agree
+    to rounding; each caller keeps its own so that recorded trajectories stay bit-identical.
+    """
+    if fused:
+        flat = torch.stack([torch.cat([d.reshape(-1) for d in u]) for u in directions])
+        gvec = torch.cat([v.reshape(-1) for v in grad])
+        return flat @ flat.T, flat @ gvec
+    grad_dots = torch.stack([dot(grad, u) for u in directions])
+    vec_gram = torch.stack([torch.stack([dot(u, v) for v in directions]) for u in directions])
+    return vec_gram, grad_dots
 
 
 def jvp_output(fw, directions):
@@ -68,7 +84,3 @@ def solve_quadratic(F_gram, grad_dots, vec_gram, damping):
     return coeffs, 0.5 * (grad_dots @ coeffs)
 
 
-def model_change(F_gram, grad_dots, vec_gram, damping, coeffs):
-    r""":math:`M(\delta) - M(0)` for :math:`\delta = \sum_a c_a u_a` (any coefficients)."""
-    Q = F_gram + damping * vec_gram
-    return 0.5 * coeffs @ Q @ coeffs + grad_dots @ coeffs

@@ -18,6 +18,7 @@ from torch import nn
 
 import kfac_teach as kt
 import reference as ref
+from kfac_teach.kfac_inverse import gamma_candidates
 from kfac_teach.optim import KFAC
 from kfac_teach.schedules import OMEGA1, OMEGA2, PolyakAverage, epsilon, lm_rule, minibatch_size, sparse_init_
 from reference import assert_close_rel
@@ -120,11 +121,11 @@ def test_alpha_mu_minimize_quadratic_model_on_span():
                generator=torch.Generator().manual_seed(4))
     closure = _closure(opt, net, X, Y)
     opt.step(closure)
-    delta0 = torch.cat([kt.vec(d) for d in opt.kfac_state["delta0"]])
+    delta0 = torch.cat([kt.vec(d) for d in opt.kfac_state.delta0])
     theta = kt.paper_vector(net)
     grad = _grad_h(net, X, Y)
     F = ref.true_fisher(net, X, "bernoulli")
-    lam = float(opt.kfac_state["lambda_"])
+    lam = float(opt.kfac_state.lambda_)
     opt.step(closure)
     delta = kt.paper_vector(net) - theta
     alpha, mu = float(opt.info["alpha"]), float(opt.info["mu"])
@@ -191,12 +192,14 @@ def test_gamma_search_candidates_and_bounds():
     net, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=6)
     opt = KFAC(net, loss="bernoulli", damping=4.0, weight_decay=ETA, T2=2, T3=1,
                gamma_bounds=(0.5, 1.0), generator=torch.Generator().manual_seed(6))
-    assert opt._gamma_candidates(2) == [g0, OMEGA2 * g0, g0]  # above hi: may only decrease
-    opt.kfac_state["gamma"] = 0.55
-    assert opt._gamma_candidates(2) == [0.55, 0.5, 0.55 / OMEGA2]  # ω₂γ clipped up to lo
-    opt.kfac_state["gamma"] = 0.9
-    assert opt._gamma_candidates(2) == [0.9, OMEGA2 * 0.9, 1.0]  # γ/ω₂ clipped down to hi
-    assert opt._gamma_candidates(3) == [0.9]
+    s = opt.settings
+    candidates = lambda k: gamma_candidates(opt.kfac_state.gamma, k, s["T2"], s["omega2"], s["gamma_bounds"])
+    assert candidates(2) == [g0, OMEGA2 * g0, g0]  # above hi: may only decrease
+    opt.kfac_state.gamma = 0.55
+    assert candidates(2) == [0.55, 0.5, 0.55 / OMEGA2]  # ω₂γ clipped up to lo
+    opt.kfac_state.gamma = 0.9
+    assert candidates(2) == [0.9, OMEGA2 * 0.9, 1.0]  # γ/ω₂ clipped down to hi
+    assert candidates(3) == [0.9]
 
 
 def test_minibatch_schedule_check_values():
@@ -250,7 +253,7 @@ def test_state_dict_round_trip_gives_identical_continuation(structure):
     for t in trace:
         opt2.step(closure2)
         assert torch.equal(kt.paper_vector(net2), t)
-    assert opt2.kfac_state["k"] == opt.kfac_state["k"] == 9
+    assert opt2.kfac_state.k == opt.kfac_state.k == 9
 
 
 @pytest.mark.parametrize("mode", ["adaptive", "simple"])
@@ -295,8 +298,8 @@ def test_empirical_G_is_m_times_captured_output_gradient():
     opt = KFAC(net, loss="bernoulli", fisher="empirical", tau1=1.0, damping=1.0)
     opt.step(_closure(opt, net, X, Y))
     for i in (0, 1):
-        assert_close_rel(opt.kfac_state["G"][i][i], G[i][i], rtol=1e-10)
-        assert_close_rel(opt.kfac_state["A"][i][i], A[i][i], rtol=1e-10)
+        assert_close_rel(opt.kfac_state.statistics.G[i][i], G[i][i], rtol=1e-10)
+        assert_close_rel(opt.kfac_state.statistics.A[i][i], A[i][i], rtol=1e-10)
 
 
 def test_nan_loss_warns_and_keeps_state():
@@ -321,6 +324,20 @@ def test_nan_loss_warns_and_keeps_state():
         warnings.simplefilter("error")
         opt.step(closure)
     assert not opt.info["skipped"]
+
+
+def test_remove_hooks_detaches_capture_and_blocks_step():
+    """After remove_hooks the network runs without recording and step() refuses to run."""
+    net, X, Y = _problem(sizes=(4, 3, 4), n=8, seed=11)
+    opt = KFAC(net, loss="bernoulli", damping=1.0, generator=torch.Generator().manual_seed(0))
+    closure = _closure(opt, net, X, Y)
+    opt.step(closure)
+    theta = kt.paper_vector(net)
+    opt.remove_hooks()
+    assert all(not layer._forward_hooks for layer in net.layers)
+    with pytest.raises(RuntimeError, match="hooks were removed"):
+        opt.step(closure)
+    assert torch.equal(kt.paper_vector(net), theta)
 
 
 def test_bad_inputs():

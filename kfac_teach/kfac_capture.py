@@ -1,0 +1,89 @@
+r"""What K-FAC records from the user's closure: forward hooks on the ``nn.Linear`` layers.
+
+Each layer's input :math:`a_{i-1}` and output :math:`s_i` of the **last** network call inside the
+closure are kept (detached), and, for the empirical Fisher, the gradient of the batch-mean loss with
+respect to the network's output.  Algorithm 2 (Martens & Grosse 2015, Sec. 9) reuses them: the
+statistics' extra backward pass on :math:`S_1` (Sec. 5) and the exact-F products on :math:`S_2`
+(App. C) need :math:`\bar a_{i-1}` and :math:`\phi'(s_i)`, not a second forward pass.
+"""
+from __future__ import annotations
+
+import torch
+
+from .backprop import from_activations
+
+
+class ActivationCapture:
+    """Forward hooks on ``linears`` that record while :meth:`run` calls a closure with ``capture=True``.
+
+    ``want_output_grad()`` is asked at each capture whether to keep the output gradient too.
+    """
+
+    def __init__(self, linears, activations, want_output_grad):
+        self.linears, self.activations, self.want_output_grad = linears, activations, want_output_grad
+        self.active = False
+        self.inputs, self.outputs, self.z_grad = {}, {}, None
+        self.hooks = [layer.register_forward_hook(self._hook(i)) for i, layer in enumerate(linears)]
+
+    def _hook(self, i):
+        last = i == len(self.linears) - 1
+
+        def hook(module, inputs, output):
+            if not self.active:
+                return
+            self.inputs[i] = inputs[0].detach()
+            self.outputs[i] = output.detach()
+            if last and self.want_output_grad() and output.requires_grad:
+                output.register_hook(self._store_z_grad)
+        return hook
+
+    def _store_z_grad(self, grad):
+        self.z_grad = grad.detach()
+
+    @property
+    def attached(self):
+        return bool(self.hooks)
+
+    def remove(self):
+        """Detach the hooks from the network."""
+        for hk in self.hooks:
+            hk.remove()
+        self.hooks = []
+
+    def run(self, closure, capture):
+        """Call ``closure`` with grad enabled (recording if ``capture``); its loss as a 0-d tensor in
+        the first layer's dtype and device."""
+        self.active, self.z_grad = capture, None
+        if capture:
+            self.inputs, self.outputs = {}, {}
+        try:
+            with torch.enable_grad():
+                loss = closure()
+        finally:
+            self.active = False
+        if loss is None:
+            raise TypeError("the closure returned None; it must return the loss tensor "
+                            "(zero the grads, compute the loss, call loss.backward(), return loss)")
+        ref = self.linears[0].weight
+        return torch.as_tensor(loss.detach() if torch.is_tensor(loss) else loss,
+                               dtype=ref.dtype, device=ref.device)
+
+    @property
+    def batch_size(self):
+        """Rows of the captured mini-batch."""
+        return self.inputs[0].shape[0]
+
+    def forward(self, Wbar, n):
+        """A :class:`~kfac_teach.backprop.Forward` over the first ``n`` rows of the captured batch."""
+        L = len(self.linears)
+        if len(self.inputs) != L:
+            raise RuntimeError("the closure did not run the network's forward pass; call net(xb) in it")
+        if self.inputs[0].ndim != 2:
+            raise ValueError(f"KFAC needs 2-D (batch × features) inputs, got shape {tuple(self.inputs[0].shape)}")
+        a = [self.inputs[i][:n] for i in range(L)]
+        s = [self.outputs[i][:n] for i in range(L)]
+        return from_activations(Wbar, a, s, self.activations)
+
+    def release(self):
+        """Drop the captured tensors (they would keep a forward pass's memory alive)."""
+        self.inputs, self.outputs, self.z_grad = {}, {}, None
