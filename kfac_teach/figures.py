@@ -2,7 +2,15 @@
 
 Each ``figN_*`` function returns a matplotlib Figure drawn from :mod:`kfac_teach.lessons` (the
 notebooks call the same functions and end the cell with ``plt.show()``); :func:`main` saves them
-all with :func:`kfac_teach.plotting.save_figure`.  Deterministic: seeded training and sampling,
+all with :func:`kfac_teach.plotting.save_figure`.
+
+A picture that also has an explorer is drawn by one ``draw_*`` function taking the result dict
+of :mod:`kfac_teach.lessons` plus display parameters; the static figure and the explorer of
+:mod:`kfac_teach.widgets` both call it (lessons → figures → widgets; no ipywidgets here):
+
+* :func:`draw_fisher_comparison` — :func:`fig2` and ``widgets.fisher_explorer``;
+* :func:`draw_cumulant_block` — :func:`cumulant_terms` and ``widgets.cumulant_explorer``;
+* :func:`draw_update_quality` — :func:`update_quality` and ``widgets.damping_explorer``.  Deterministic: seeded training and sampling,
 fixed dpi, no timestamps or software tags in the PNG metadata, so two runs give identical bytes.
 
 Figures (Martens & Grosse, 2015):
@@ -54,17 +62,29 @@ def natural_gradient(P=None):
     return fig
 
 
+def draw_fisher_comparison(result, max_pixels=420, panel_size=4.2, suptitle=None):
+    """F, F̃ and |F − F̃| side by side, one shared brightness maximum (``result["clip"]`` × the
+    largest |entry|).
+
+    ``result``: :func:`kfac_teach.lessons.fisher_comparison`.  Larger matrices are max-pooled to
+    ``max_pixels``; ``panel_size`` in inches; ``suptitle``: a title over the row (Fig. 2's).
+    """
+    fig, _, _ = plotting.matrix_panels(
+        [result["F"], result["F_tilde"], result["diff"]], ["exact F", "Kronecker-factored F̃", "|F − F̃|"],
+        clip=result["clip"], max_pixels=max_pixels, panel_size=panel_size)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    return fig
+
+
 def fig2(setup=None, clip=lessons.FIG2_CLIP, max_pixels=420):
     """Fig. 2: exact F, F̃ and |F − F̃| for the middle 4 layers, one shared brightness maximum."""
     setup = setup or lessons.fig2_setup()
-    r = lessons.fisher_comparison(setup, clip=clip)
-    fig, _, _ = plotting.matrix_panels(
-        [r["F"], r["F_tilde"], r["diff"]], ["exact F", "Kronecker-factored F̃", "|F − F̃|"], clip=clip,
-        max_pixels=max_pixels, panel_size=4.2)
-    fig.suptitle(f"Fig. 2 — middle 4 layers of the 256-20-20-20-20-20-10 tanh net after "
+    return draw_fisher_comparison(
+        lessons.fisher_comparison(setup, clip=clip), max_pixels=max_pixels,
+        suptitle=f"Fig. 2 — middle 4 layers of the 256-20-20-20-20-20-10 tanh net after "
                  f"{setup.final_iteration} batch K-FAC iterations "
-                 f"({100 * setup.history['error'][-1]:.1f}% training error)", fontsize=9)
-    return fig
+                 f"({100 * setup.history['error'][-1]:.1f}% training error)")
 
 
 def fig2_block_errors(setup=None, totals=None):
@@ -83,13 +103,28 @@ def fig2_block_errors(setup=None, totals=None):
     return fig
 
 
+def draw_cumulant_block(result, max_pixels=420, panel_size=2.8, clip=0.3, mark_entry=True):
+    """The four Eq. (3) terms of one block (error, κ₄ term, κ₃ terms, residual) on one scale.
+
+    ``result``: :func:`kfac_teach.lessons.cumulant_block`.  ``mark_entry``: a red cross-hair
+    through ``result["entry"]`` (the entry of the explorer's side table).
+    """
+    terms = result["terms"]
+    fig, axes, info = plotting.matrix_panels(list(terms.values()), list(terms.keys()), clip=clip,
+                                             max_pixels=max_pixels, panel_size=panel_size)
+    if mark_entry:
+        r, c = (e // info["pool"] for e in result["entry"])
+        for ax in axes:
+            ax.axhline(r, color="tab:red", lw=0.8, alpha=0.8)
+            ax.axvline(c, color="tab:red", lw=0.8, alpha=0.8)
+    return fig
+
+
 def cumulant_terms(setup=None, i=2, j=3, kind="true", max_pixels=420, clip=0.3):
     """Sec. 3.1: the error of F̃ in block (i, j) and its κ₄ / κ₃ terms and residual (shared scale)."""
     setup = setup or lessons.fig2_setup()
-    r = lessons.cumulant_block(setup, i, j, kind=kind)
-    fig, _, _ = plotting.matrix_panels(list(r["terms"].values()), list(r["terms"].keys()), clip=clip,
-                                       max_pixels=max_pixels, panel_size=2.8)
-    return fig
+    return draw_cumulant_block(lessons.cumulant_block(setup, i, j, kind=kind), max_pixels=max_pixels,
+                               clip=clip, mark_entry=False)
 
 
 def fig3(setup=None, damping=lessons.FIG3_DAMPING, max_pixels=420, clip=lessons.FIG2_CLIP):
@@ -152,18 +187,34 @@ def fig6(setup=None, damping=lessons.FIG3_DAMPING, max_pixels=560):
     return _approx_rows(setup or lessons.fig2_setup(), damping, True, max_pixels)
 
 
+def draw_update_quality(result, marker=None, panel_size=(4.5, 3.3)):
+    """Relative error and cosine of the updates against (F + λI)⁻¹∇h as the damping λ varies.
+
+    ``result``: :func:`kfac_teach.lessons.update_quality` (the curves of every approximation), or
+    :func:`kfac_teach.lessons.update_quality_at` (its ``"curves"``, a dotted line at its
+    ``"damping"`` and a third panel: the entries of u against u*).  ``marker``: a damping to mark
+    instead; ``panel_size``: (width, height) of each panel in inches.
+    """
+    curves = result.get("curves", result)
+    scatter = "u" in result
+    marker = result.get("damping") if marker is None else marker
+    n = 3 if scatter else 2
+    fig, axes = plt.subplots(1, n, figsize=(panel_size[0] * n, panel_size[1]))
+    plotting.damping_curves(axes[0], curves["dampings"], curves["rel_error"], "‖u − u*‖ / ‖u*‖",
+                            marker=marker, title="relative error of the update")
+    plotting.damping_curves(axes[1], curves["dampings"], curves["cosine"], "cos(u, u*)", logy=False,
+                            marker=marker, title="cosine with the exact damped natural gradient")
+    if scatter:
+        plotting.update_scatter(axes[2], result["u_star"], result["u"])
+    fig.tight_layout()
+    return fig
+
+
 def update_quality(setup=None, dampings=None, pi="trace"):
     """Cosine and relative error against (F + λI)⁻¹∇h for F̃, F̆ and F̂ as λ varies."""
     setup = setup or lessons.fig2_setup()
     dampings = lessons.damping_grid() if dampings is None else dampings
-    q = lessons.update_quality(setup, tuple(float(d) for d in dampings), pi)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
-    plotting.damping_curves(axes[0], q["dampings"], q["rel_error"], "‖u − u*‖ / ‖u*‖",
-                            title="relative error of the update")
-    plotting.damping_curves(axes[1], q["dampings"], q["cosine"], "cos(u, u*)", logy=False,
-                            title="cosine with the exact damped natural gradient")
-    fig.tight_layout()
-    return fig
+    return draw_update_quality(lessons.update_quality(setup, tuple(float(d) for d in dampings), pi))
 
 
 #: name -> builder, in the order :func:`main` writes them.

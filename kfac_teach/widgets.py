@@ -5,7 +5,9 @@ An :class:`Explorer` wires controls to two pure functions and nothing else:
 * ``compute(**values) -> dict`` — the numbers and arrays for the current control values (all maths
   lives in :mod:`kfac_teach.lessons` and the library; expensive matrices are cached there, so moving
   a slider re-uses them);
-* ``draw(result) -> matplotlib Figure`` — a picture of that result (:mod:`kfac_teach.plotting`).
+* ``draw(result) -> matplotlib Figure`` — a picture of that result: the same ``draw_*`` function
+  of :mod:`kfac_teach.figures` that draws the static figure, with the explorer's display
+  parameters (:mod:`kfac_teach.plotting` for the building blocks).
 
 The change callback only calls :meth:`Explorer.redraw`; there is no logic in it.  Every explorer
 shows ``result["numbers"]`` (relative errors, cosines, ...) in a table next to its picture.  The
@@ -20,12 +22,14 @@ from __future__ import annotations
 import html
 import time
 import traceback
+from functools import partial
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import lessons, plotting
+from . import lessons
+from .figures import draw_cumulant_block, draw_fisher_comparison, draw_update_quality
 
 
 def _in_kernel():
@@ -161,15 +165,8 @@ def fisher_explorer(setup=None, kinds=("true", "mc", "empirical"), samples=(1, 4
         return lessons.fisher_comparison(setup, kind=kind, n_samples=n_samples, iteration=iteration,
                                          layers=range(layer_range[0], layer_range[1] + 1), clip=clip)
 
-    return Explorer(compute, draw_fisher_comparison, controls, "Exact F vs Kronecker-factored F̃")
-
-
-def draw_fisher_comparison(result, max_pixels=280):
-    fig, _, _ = plotting.matrix_panels(
-        [result["F"], result["F_tilde"], result["diff"]],
-        ["F (exact)", "F̃ (Kronecker-factored)", "|F − F̃|"], clip=result["clip"],
-        max_pixels=max_pixels, panel_size=3.0)
-    return fig
+    return Explorer(compute, partial(draw_fisher_comparison, max_pixels=280, panel_size=3.0), controls,
+                    "Exact F vs Kronecker-factored F̃")
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,19 +189,8 @@ def cumulant_explorer(setup=None):
     def compute(block, entry, kind):
         return lessons.cumulant_block(setup, block[0], block[1], kind=kind, entry=entry)
 
-    return Explorer(compute, draw_cumulant_block, controls, "Where the error of F̃ comes from")
-
-
-def draw_cumulant_block(result, max_pixels=420):
-    """The four Eq. (3) terms of one block on one scale, with a cross-hair through the entry of the side table."""
-    terms = result["terms"]
-    fig, axes, info = plotting.matrix_panels(list(terms.values()), list(terms.keys()), clip=0.3,
-                                             max_pixels=max_pixels, panel_size=2.6)
-    r, c = (e // info["pool"] for e in result["entry"])
-    for ax in axes:                                   # cross-hair through the entry of the table
-        ax.axhline(r, color="tab:red", lw=0.8, alpha=0.8)
-        ax.axvline(c, color="tab:red", lw=0.8, alpha=0.8)
-    return fig
+    return Explorer(compute, partial(draw_cumulant_block, panel_size=2.6, mark_entry=True), controls,
+                    "Where the error of F̃ comes from")
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,16 +215,6 @@ def damping_explorer(setup=None, dampings=None):
         return lessons.update_quality_at(setup, damping, pi=pi, approximation=approximation,
                                          dampings=tuple(float(d) for d in dampings))
 
-    return Explorer(compute, draw_update_quality, controls, "Update quality against damping")
+    return Explorer(compute, partial(draw_update_quality, panel_size=(3.9, 3.2)), controls,
+                    "Update quality against damping")
 
-
-def draw_update_quality(result):
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    curves = result["curves"]
-    plotting.damping_curves(axes[0], curves["dampings"], curves["rel_error"], "relative error",
-                            marker=result["damping"], title="‖u − u*‖ / ‖u*‖")
-    plotting.damping_curves(axes[1], curves["dampings"], curves["cosine"], "cosine", logy=False,
-                            marker=result["damping"], title="cos(u, u*)")
-    plotting.update_scatter(axes[2], result["u_star"], result["u"])
-    fig.tight_layout()
-    return fig

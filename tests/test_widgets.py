@@ -147,6 +147,29 @@ def test_cumulant_explorer_marks_the_entry_of_its_side_table(setup):
         plt.close(fig)
 
 
+def test_each_explorer_draws_with_the_function_of_its_static_figure(setup):
+    """One drawing function per picture (kfac_teach.figures), shared by the figure and its explorer."""
+    from kfac_teach import figures
+    for ex, draw in ((kw.fisher_explorer(setup, samples=(1, 2)), figures.draw_fisher_comparison),
+                     (kw.cumulant_explorer(setup), figures.draw_cumulant_block),
+                     (kw.damping_explorer(setup, dampings=(1e-3, 1e-2, 1e-1)), figures.draw_update_quality)):
+        assert ex.draw.func is draw
+    q = lessons.update_quality(setup, (1e-3, 1e-2, 1e-1))
+    fig = figures.draw_update_quality(q)                             # the static figure: 2 panels
+    assert len(fig.axes) == 2 and all(len(ax.lines) == len(lessons.APPROXIMATIONS) for ax in fig.axes)
+    plt.close(fig)
+    fig = ex.draw(ex.result)                                         # the explorer: + marker, + scatter
+    assert len(fig.axes) == 3 and fig.axes[0].lines[-1].get_xdata()[0] == ex.values()["damping"]
+    plt.close(fig)
+
+
+def test_figures_do_not_import_ipywidgets():
+    import subprocess
+    import sys
+    code = "import sys, kfac_teach.figures; assert 'ipywidgets' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_a_failing_callback_is_shown_in_the_kernel_and_raises_outside(monkeypatch):
     import IPython
 
