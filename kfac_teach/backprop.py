@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .nets import chain
+from ._checks import check_inputs
+from .nets import Wbar, chain
 
 
 @dataclass
@@ -48,21 +49,6 @@ def homogeneous(a):
     return torch.cat([a, torch.ones_like(a[:, :1])], 1)
 
 
-def check_inputs(X, net_chain, what="X"):
-    if not isinstance(X, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor, got {type(X).__name__}")
-    if X.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D (samples × features) tensor, got shape {tuple(X.shape)}; "
-                         f"flatten images with X.reshape(len(X), -1)")
-    d0 = net_chain.linears[0].in_features
-    if X.shape[1] != d0:
-        raise ValueError(f"{what} has {X.shape[1]} columns (features) but the first layer expects {d0}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{what} has no rows")
-    if not torch.isfinite(X).all():
-        raise ValueError(f"{what} contains NaN or inf; clean the data (e.g. torch.nan_to_num) first")
-
-
 def forward(net, X, dtype=None) -> Forward:
     """Algorithm 1, forward part: :math:`s_i = \\bar W_i \\bar a_{i-1}`, :math:`a_i = \\phi_i(s_i)`.
 
@@ -72,15 +58,15 @@ def forward(net, X, dtype=None) -> Forward:
     check_inputs(X, c)
     dtype = dtype or c.linears[0].weight.dtype
     a = X.to(device=c.linears[0].weight.device, dtype=dtype)
-    Wbar, inputs, s = [], [], []
+    Wbars, inputs, s = [], [], []
     for layer, act in zip(c.linears, c.activations):
-        W = torch.cat([layer.weight, layer.bias[:, None]], 1).detach().to(dtype)
+        W = Wbar(layer).detach().to(dtype)
         si = homogeneous(a) @ W.T
-        Wbar.append(W)
+        Wbars.append(W)
         inputs.append(a)
         s.append(si)
         a = si if act is None else act(si)
-    return from_activations(Wbar, inputs, s, c.activations)
+    return from_activations(Wbars, inputs, s, c.activations)
 
 
 def activation_derivative(act, s, a=None):

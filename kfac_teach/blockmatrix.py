@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from .nets import block_offsets
+
 
 class BlockMatrix:
     """A ``D × D`` matrix whose rows and columns are grouped by layer (paper order, Sec. 2.1).
@@ -22,9 +24,7 @@ class BlockMatrix:
         if dense.shape != (D, D):
             raise ValueError(f"dense matrix has shape {tuple(dense.shape)}, block sizes add up to {D}")
         self.dense = dense
-        self.offsets = [0]
-        for b in self.block_sizes:
-            self.offsets.append(self.offsets[-1] + b)
+        self.offsets = block_offsets(self.block_sizes)
 
     def _pos(self, layer):
         try:

@@ -41,9 +41,8 @@ from functools import lru_cache
 
 import torch
 
-from .backprop import backward, forward
-from .fisher import check_layers
-from .losses import KINDS, get_loss
+from ._checks import check_layers, normalized_weights
+from .gradients import PerExampleGradients, per_example_gradients
 from .nets import chain
 
 # ----------------------------------------------------------------------------------------------
@@ -65,18 +64,6 @@ def _set_partitions(n):
         for k in range(len(p)):
             out.append(p[:k] + (p[k] + (n - 1,),) + p[k + 1:])
     return tuple(out)
-
-
-def normalized_weights(weights, S, like):
-    """Weights as a float tensor of shape ``(S,)`` summing to 1 (uniform ``1/S`` when ``None``)."""
-    if weights is None:
-        return torch.full((S,), 1.0 / S, dtype=like.dtype, device=like.device)
-    w = torch.as_tensor(weights, dtype=like.dtype, device=like.device)
-    if w.shape != (S,):
-        raise ValueError(f"weights must have shape ({S},), one per sample, got {tuple(w.shape)}")
-    if (w < 0).any() or not torch.isfinite(w).all() or w.sum() <= 0:
-        raise ValueError("weights must be finite, non-negative and not all zero")
-    return w / w.sum()
 
 
 def joint_cumulant(samples, weights=None):
@@ -158,64 +145,27 @@ class GradientMoments:
     weights: torch.Tensor
 
 
-def target_samples(family, z, kind, y=None, n_samples=1, generator=None):
-    r"""Weighted output gradients :math:`Dz`: ``(dirs, weights)`` of shapes ``(N, K, C)``, ``(N, K)``.
-
-    ``"true"`` (``cross_entropy`` only): :math:`Dz = p - e_c` for every class, weight :math:`p_c/N`
-    (exact enumeration); ``"mc"``: ``n_samples`` draws per input, weight :math:`1/(NS)`;
-    ``"empirical"``: the targets ``y``, weight :math:`1/N`.
-    """
-    N = z.shape[0]
-    if kind == "true":
-        if family.name != "cross_entropy":
-            raise ValueError(f'kind="true" samples enumerate the classes of cross_entropy; for '
-                             f'{family.name!r} use kind="mc" (sampled targets) or gradient_moments')
-        p = torch.softmax(z, -1)
-        return p[:, None, :] - torch.eye(z.shape[1], dtype=z.dtype, device=z.device), p / N
-    if kind == "mc":
-        if int(n_samples) < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
-        Dz = family.sample_grad(z, int(n_samples), generator)
-        return Dz, torch.full(Dz.shape[:2], 1.0 / (N * int(n_samples)), dtype=z.dtype, device=z.device)
-    if kind != "empirical":
-        raise ValueError(f"unknown Fisher kind {kind!r}; choose one of {KINDS}")
-    if y is None:
-        raise ValueError('kind="empirical" needs the training targets: pass y=...')
-    y = y.to(z.device)
-    family.check_targets(z, y)
-    return family.grad(z, y)[:, None, :], torch.full((N, 1), 1.0 / N, dtype=z.dtype, device=z.device)
-
-
-def _target_moments(family, z, kind, y, n_samples, generator):
-    """``(mean, factor)`` of :math:`Dz` given each input: ``(N, C)`` and ``(N, K, C)``."""
-    if kind == "true" and family.name != "cross_entropy":
-        return torch.zeros_like(z), family.fisher_factor(z)  # E[Dz|x] = 0, E[Dz Dzᵀ|x] = F_R
-    dirs, w = target_samples(family, z, kind, y, n_samples, generator)
-    w = w * z.shape[0]  # conditional weights given the input (sum to 1 over K)
-    return (w[:, :, None] * dirs).sum(1), w.sqrt()[:, :, None] * dirs
-
-
 def gradient_moments(net, X, loss="cross_entropy", kind="true", y=None, n_samples=1, generator=None,
                      dtype=torch.float64, layers=None) -> GradientMoments:
-    r""":class:`GradientMoments` of ``net`` on ``X`` (Algorithm 1, forward and backward).
+    r""":class:`GradientMoments` of ``net`` on ``X`` (one :func:`~kfac_teach.gradients.per_example_gradients` pass).
 
     ``kind="true"`` is the exact expectation over the model's predictive distribution (classes
     enumerated for softmax; closed-form output moments otherwise), ``"mc"`` uses ``n_samples``
-    sampled targets per input, ``"empirical"`` the given targets ``y``.  Backprop is linear in
-    :math:`Dz`, so the moments of :math:`Dz` are back-propagated directly.
+    sampled targets per input, ``"empirical"`` the given targets ``y``.
     """
-    family = get_loss(loss)
-    if kind not in KINDS:
-        raise ValueError(f"unknown Fisher kind {kind!r}; choose one of {KINDS}")
-    layers = check_layers(layers, len(chain(net).linears))
-    fw = forward(net, X, dtype)
-    mean, factor = _target_moments(family, fw.z, kind, y, n_samples, generator)
-    gm = backward(fw, mean[:, None, :], first_layer=layers[0])
-    gV = backward(fw, factor, first_layer=layers[0])
-    keep = lambda seq, f: [f(t) if i in layers else None for i, t in enumerate(seq)]
-    N = fw.z.shape[0]
-    return GradientMoments(keep(fw.a_bar, lambda t: t), keep(gm, lambda t: t[:, 0]), keep(gV, lambda t: t),
-                           torch.full((N,), 1.0 / N, dtype=dtype, device=fw.z.device))
+    P = per_example_gradients(net, X, loss, kind, y, n_samples, generator, dtype, layers,
+                              enumerate_classes=kind == "true" and loss == "cross_entropy")
+    return moments_from_pass(P)
+
+
+def moments_from_pass(P: PerExampleGradients) -> GradientMoments:
+    r""":class:`GradientMoments` of a pass: ``m[i]`` :math:`= E[g_i|x_n] = \sum_k w_{nk} g_i^{(n,k)}`
+    (0 for the Fisher factor), ``V[i]`` :math:`= \sqrt{w_{nk}}\, g_i^{(n,k)}` (backprop is linear in
+    :math:`\mathcal D z`), input weights :math:`1/N`.  With the classes enumerated the mean is
+    summed, not assumed: Lemma 4 is *computed*."""
+    keep = lambda f: [f(i) if i in P.layers else None for i in range(len(P.a_bar))]
+    return GradientMoments(keep(lambda i: P.a_bar[i]), keep(P.mean_g), keep(P.weighted_g),
+                           torch.full((P.N,), 1.0 / P.N, dtype=P.weights.dtype, device=P.weights.device))
 
 
 def enumerated_moments(net, X, loss="cross_entropy", kind="true", y=None, n_samples=1, generator=None,
@@ -223,17 +173,21 @@ def enumerated_moments(net, X, loss="cross_entropy", kind="true", y=None, n_samp
     r""":class:`GradientMoments` with one weighted *sample* per (input, target): row :math:`(n, c)`
     holds :math:`\bar a^{(n)}` and :math:`g` back-propagated from :math:`p - e_c` with weight
     :math:`p_c/N` (``kind="true"``, cross_entropy), or the sampled / given targets
-    (:func:`target_samples`).  Same decomposition as :func:`gradient_moments`, but the rows can be
-    handed to :func:`joint_cumulant` (see :func:`entry_samples`)."""
-    family = get_loss(loss)
-    layers = check_layers(layers, len(chain(net).linears))
-    fw = forward(net, X, dtype)
-    dirs, w = target_samples(family, fw.z, kind, y, n_samples, generator)
-    g = backward(fw, dirs, first_layer=layers[0])
-    K = dirs.shape[1]
-    a = [fw.a_bar[i].repeat_interleave(K, 0) if i in layers else None for i in range(len(g))]
-    gs = [g[i].flatten(0, 1) if i in layers else None for i in range(len(g))]
-    return GradientMoments(a, gs, [t[:, None, :] if t is not None else None for t in gs], w.reshape(-1))
+    (:func:`kfac_teach.losses.output_directions`).  Same decomposition as :func:`gradient_moments`,
+    but the rows can be handed to :func:`joint_cumulant` (see :func:`entry_samples`)."""
+    P = per_example_gradients(net, X, loss, kind, y, n_samples, generator, dtype, layers, enumerate_classes=True)
+    return samples_from_pass(P)
+
+
+def samples_from_pass(P: PerExampleGradients) -> GradientMoments:
+    """:class:`GradientMoments` with one row per (input, direction) of a sample pass, weights :math:`w_{nk}/N`."""
+    if not P.samples:
+        raise ValueError("samples_from_pass needs weighted samples: build the pass with "
+                         "enumerate_classes=True or kind='mc' / 'empirical'")
+    K = P.weights.shape[1]
+    a = [P.a_bar[i].repeat_interleave(K, 0) if i in P.layers else None for i in range(len(P.a_bar))]
+    gs = [P.g[i].flatten(0, 1) if i in P.layers else None for i in range(len(P.g))]
+    return GradientMoments(a, gs, [None if t is None else t[:, None, :] for t in gs], P.row_weights())
 
 
 def entry_samples(moments: GradientMoments, i, j, k1, k2, k3, k4):

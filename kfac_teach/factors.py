@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from .backprop import backward, forward
+from ._checks import DEFAULT_MAX_BYTES, check_size
 from .blockmatrix import BlockMatrix
-from .fisher import DEFAULT_MAX_BYTES, check_layers, check_size
-from .losses import KINDS, get_loss, output_directions
-from .nets import chain
+from .gradients import PerExampleGradients, per_example_gradients
 
 PAIRS = ("all", "tridiagonal", "diagonal")
 
@@ -93,20 +91,23 @@ def kronecker_factors(net, X, loss="cross_entropy", kind="true", y=None, n_sampl
     expectation is exact for ``kind="true"`` (sum over the output Fisher's factor), a mean over
     ``n_samples`` sampled targets for ``"mc"``, and the given targets for ``"empirical"``.
     ``pairs`` picks which blocks: ``"all"`` (default), ``"tridiagonal"`` or ``"diagonal"``.
+    One pass (:func:`kfac_teach.gradients.per_example_gradients`) and :func:`factors_from_pass`.
     """
-    family = get_loss(loss)
-    if kind not in KINDS:
-        raise ValueError(f"unknown Fisher kind {kind!r}; choose one of {KINDS}")
-    c = chain(net)
-    layers = check_layers(layers, len(c.linears))
-    fw = forward(net, X, dtype)
-    dirs = output_directions(family, fw.z, kind, y, n_samples, generator)
-    g = backward(fw, dirs, first_layer=layers[0])
-    N = X.shape[0]
+    P = per_example_gradients(net, X, loss, kind, y, n_samples, generator, dtype, layers)
+    return factors_from_pass(P, pairs=pairs)
+
+
+def factors_from_pass(P: PerExampleGradients, layers=None, pairs="all"):
+    r""":class:`KroneckerFactors` from one :class:`~kfac_teach.gradients.PerExampleGradients` ``P``:
+    ``A[i][j]`` :math:`= \frac1N\sum_n \bar a_{i-1}^{(n)} \bar a_{j-1}^{(n)\top}`,
+    ``G[i][j]`` :math:`= \frac1N\sum_{n,k} w_{nk}\, g_i^{(n,k)} g_j^{(n,k)\top}` (Eq. 1), for the
+    ``layers`` (default: all of ``P``'s) and ``pairs`` (``"all"``, ``"tridiagonal"``, ``"diagonal"``)."""
+    layers = P.check_layers(layers)
+    g = {i: P.weighted_g(i).flatten(0, 1) for i in layers}
     A, G = {}, {}
     for i, j in _pairs(layers, pairs):
-        A.setdefault(i, {})[j] = fw.a_bar[i].T @ fw.a_bar[j] / N
-        G.setdefault(i, {})[j] = g[i].flatten(0, 1).T @ g[j].flatten(0, 1) / N
+        A.setdefault(i, {})[j] = P.a_bar[i].T @ P.a_bar[j] / P.N
+        G.setdefault(i, {})[j] = g[i].T @ g[j] / P.N
     return KroneckerFactors(A, G, layers)
 
 

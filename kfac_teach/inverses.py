@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from .nets import vec
+from .nets import block_offsets, vec
 
 PI_RULES = ("trace", "frobenius")
 
@@ -219,9 +219,7 @@ class BlockTridiagonalInverse:
     def dense(self):
         """The ``D × D`` matrix :math:`\\Xi^\\top\\Lambda\\Xi` in paper order."""
         sizes = [m * n for m, n in self.shapes]
-        off = [0]
-        for s in sizes:
-            off.append(off[-1] + s)
+        off = block_offsets(sizes)
         ref = self.A_last_inv
         Xi = torch.eye(off[-1], dtype=ref.dtype, device=ref.device)
         for k in range(len(sizes) - 1):

@@ -24,10 +24,6 @@ class CrossEntropy:
     name = "cross_entropy"
 
     @staticmethod
-    def predict(z):
-        return torch.softmax(z, -1)
-
-    @staticmethod
     def check_targets(z, y):
         if y.dtype.is_floating_point or y.shape != z.shape[:1]:
             raise ValueError(f"cross_entropy targets must be integer class indices of shape "
@@ -79,10 +75,6 @@ class Bernoulli:
     name = "bernoulli"
 
     @staticmethod
-    def predict(z):
-        return torch.sigmoid(z)
-
-    @staticmethod
     def check_targets(z, y):
         if y.shape != z.shape or not y.dtype.is_floating_point:
             raise ValueError(f"bernoulli targets must be a float tensor of shape {tuple(z.shape)} "
@@ -120,10 +112,6 @@ class Gaussian:
     """Identity outputs with unit variance, ``L = ½‖y − z‖²``; ``F_R = I``."""
 
     name = "gaussian"
-
-    @staticmethod
-    def predict(z):
-        return z
 
     @staticmethod
     def check_targets(z, y):
@@ -169,26 +157,67 @@ def get_loss(loss):
     return LOSSES[loss]
 
 
-def output_directions(family, z, kind, y=None, n_samples=1, generator=None):
-    r"""Vectors :math:`d_{n,k}` at the output, shape ``(N, K, C)``, with
-    :math:`\sum_k d_{n,k} d_{n,k}^\top` equal to the output second moment the Fisher needs:
+def check_kind(kind):
+    """``kind`` must be one of ``KINDS`` (``ValueError`` otherwise)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown Fisher kind {kind!r}; choose one of {KINDS}")
 
-    * ``"true"``: :math:`F_R(z_n)` exactly (``fisher_factor``);
-    * ``"mc"``: :math:`\frac1S\sum_s Dz\,Dz^\top` over ``n_samples`` targets drawn from the model;
-    * ``"empirical"``: :math:`Dz\,Dz^\top` at the given targets ``y``.
-    Back-propagating each direction gives the :math:`g` vectors of Algorithm 1.
+
+def output_directions(family, z, kind, y=None, n_samples=1, generator=None, enumerate_classes=False):
+    r"""The output side of every Fisher in this package, in one place (Sec. 2.2, Sec. 5).
+
+    Returns directions :math:`d_{nk}` of shape ``(N, K, C)`` and conditional weights
+    :math:`w_{nk}` of shape ``(N, K)`` with
+
+    .. math::
+        E[\mathcal D z\,\mathcal D z^\top \mid x_n] = \sum_k w_{nk}\, d_{nk} d_{nk}^\top ,
+
+    the expectation being over the targets of ``kind``:
+
+    * ``"true"``: :math:`y \sim R_{y|z_n}`, i.e. :math:`F_R(z_n)`, by the Fisher factor
+      (``fisher_factor``, :math:`w = 1`, K = C − 1 for softmax); the mean
+      :math:`E[\mathcal D z|x_n] = 0` is known in closed form (Lemma 4).  With
+      ``enumerate_classes=True`` (``cross_entropy`` only) instead every class :math:`c`:
+      :math:`d = p - e_c` with weight :math:`p_c` (K = C);
+    * ``"mc"``: ``n_samples`` targets drawn from the model with ``generator``,
+      :math:`d = \mathcal D z` at each, weight :math:`1/S`;
+    * ``"empirical"``: :math:`d = \mathcal D z` at the given targets ``y``, weight 1.
+
+    Except for the Fisher factor these are weighted *samples* of :math:`\mathcal D z`, so also
+    :math:`E[\mathcal D z \mid x_n] = \sum_k w_{nk} d_{nk}`.  Back-propagating each direction
+    (Algorithm 1) gives the :math:`g` vectors of every layer with the same weights.
     """
+    check_kind(kind)
     if kind == "true":
-        return family.fisher_factor(z)
+        return _true_directions(family, z, enumerate_classes)
     if kind == "mc":
-        if int(n_samples) < 1:
-            raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
-        return family.sample_grad(z, int(n_samples), generator) / float(n_samples) ** 0.5
-    if kind == "empirical":
-        if y is None:
-            raise ValueError('kind="empirical" needs the targets: pass y=... (class indices for '
-                             'cross_entropy, a target tensor otherwise)')
-        y = y.to(z.device)
-        family.check_targets(z, y)
-        return family.grad(z, y)[:, None, :]
-    raise ValueError(f"unknown Fisher kind {kind!r}; choose one of {KINDS}")
+        return _sampled_directions(family, z, n_samples, generator)
+    return _target_directions(family, z, y)
+
+
+def _true_directions(family, z, enumerate_classes):
+    if not enumerate_classes:
+        L = family.fisher_factor(z)
+        return L, torch.ones(L.shape[:2], dtype=z.dtype, device=z.device)
+    if family.name != "cross_entropy":
+        raise ValueError(f'kind="true" samples enumerate the classes of cross_entropy; for '
+                         f'{family.name!r} use kind="mc" (sampled targets) or the Fisher factor '
+                         f'(enumerate_classes=False)')
+    p = torch.softmax(z, -1)
+    return p[:, None, :] - torch.eye(z.shape[1], dtype=z.dtype, device=z.device), p
+
+
+def _sampled_directions(family, z, n_samples, generator):
+    if int(n_samples) < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples}")
+    Dz = family.sample_grad(z, int(n_samples), generator)
+    return Dz, torch.full(Dz.shape[:2], 1.0 / int(n_samples), dtype=z.dtype, device=z.device)
+
+
+def _target_directions(family, z, y):
+    if y is None:
+        raise ValueError('kind="empirical" needs the targets: pass y=... (class indices for '
+                         'cross_entropy, a target tensor otherwise)')
+    y = y.to(z.device)
+    family.check_targets(z, y)
+    return family.grad(z, y)[:, None, :], torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)

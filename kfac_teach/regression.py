@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import torch
 
-from .backprop import backward, forward
-from .cumulants import normalized_weights, target_samples
-from .fisher import check_layers, per_example_rows
+from ._checks import normalized_weights
+from .gradients import per_example_gradients
 from .inverses import sym_inverse
-from .losses import get_loss
-from .nets import chain
 
 
 def regression_coefficients(Sigma):
@@ -108,10 +105,8 @@ def gradient_samples(net, X, loss="cross_entropy", kind="true", y=None, n_sample
 
     Returns:
         ``(rows, weights)``: ``(R, D)`` and ``(R,)`` (rows input-major), ``layers`` selecting columns.
+        From a pass ``P`` (:func:`kfac_teach.gradients.per_example_gradients` with
+        ``enumerate_classes=True``) the same is ``(P.rows(), P.row_weights())``.
     """
-    family = get_loss(loss)
-    layers = check_layers(layers, len(chain(net).linears))
-    fw = forward(net, X, dtype)
-    dirs, w = target_samples(family, fw.z, kind, y, n_samples, generator)
-    g = backward(fw, dirs, first_layer=layers[0])
-    return per_example_rows(fw, g, layers, 0, fw.z.shape[0]), w.reshape(-1)
+    P = per_example_gradients(net, X, loss, kind, y, n_samples, generator, dtype, layers, enumerate_classes=True)
+    return P.rows(), P.row_weights()
