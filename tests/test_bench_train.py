@@ -110,7 +110,9 @@ def test_bench_train_mnist_without_files_is_a_clear_error(tmp_path):
 
 def test_training_explorer_reruns_on_control_change():
     pytest.importorskip("ipywidgets")
-    ex = E.training_explorer("digits", iters=3)
+    from kfac_teach.widgets import training_explorer
+
+    ex = training_explorer("digits", iters=3)
     assert ex.redraws == 1 and any(k.startswith("K-FAC block-diag") for k in ex.result["numbers"])
     assert ex.values()["damping"] == 150.0                     # the paper's λ₀, on the slider's grid
     assert 150.0 in ex.controls["damping"].options
@@ -120,3 +122,36 @@ def test_training_explorer_reruns_on_control_change():
     assert ex.redraws == 3
     runs = ex.result["result"]["runs"]
     assert runs[0]["options"]["mode"] == "simple" and runs[0]["iterations"] == 3
+
+
+def test_experiments_and_bench_do_not_import_widgets():
+    """The experiments (and the benchmarks over them) run without ipywidgets; the explorer lives in
+    kfac_teach.widgets, the experiments' names stay importable from kfac_teach.experiments."""
+    code = ("import sys, kfac_teach.experiments as E, kfac_teach.experiments.fisher_speed, "
+            "kfac_teach.bench.fisher, kfac_teach.bench.train\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'ipywidgets' or m == 'kfac_teach.widgets')\n"
+            "assert not bad, bad\n"
+            "assert not hasattr(E, 'training_explorer')\n"
+            "print(' '.join(sorted(E.__all__)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    names = set(out.stdout.split())
+    assert {"compare", "data", "PROBLEMS", "Method", "train", "plot_comparison", "summary_lines",
+            "cuda_unavailable", "CUDA_SETUP", "device_name", "sync", "short_run", "time_steps"} <= names
+
+
+def test_network_sizes_are_defined_once():
+    from kfac_teach.experiments import fisher_speed
+    from kfac_teach.lessons import FIG2_SIZES
+
+    assert fisher_speed.FIG2_SIZES is FIG2_SIZES
+    assert fisher_speed.MNIST_AE_SIZES is E.PROBLEMS["mnist"].sizes
+    bench_src = (ROOT / "kfac_teach" / "bench" / "fisher.py").read_text(encoding="utf-8")
+    assert "784, 1000" not in bench_src.split('"""', 2)[2] and "256, 20" not in bench_src.split('"""', 2)[2]
+
+
+@pytest.mark.parametrize("args, code", [(["--help"], 0), (["-h"], 0), ([], 2), (["nope"], 2)])
+def test_bench_usage(args, code):
+    out = subprocess.run([sys.executable, "-m", "kfac_teach.bench", *args], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == code and out.stdout.startswith("usage: python -m kfac_teach.bench"), out

@@ -9,122 +9,21 @@ Prints one JSON object (and writes it with ``--out``), all numbers from this one
 * ``kronecker_factors`` (all layer pairs) for the same network;
 * build and apply times of ``BlockDiagonalInverse`` and ``BlockTridiagonalInverse`` on the MNIST
   autoencoder layer sizes (784-1000-500-250-30-250-500-1000-784) with random factors.
+
+The timings are :mod:`kfac_teach.experiments.fisher_speed`; this module parses the arguments and
+writes the JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 
 import torch
 
-from .. import BlockDiagonalInverse, BlockTridiagonalInverse, KroneckerFactors, MLP
-from .. import exact_fisher, kronecker_factors
-from ..data import digits
-from ..experiments import cuda_unavailable, device_name, sync
+from ..experiments import cuda_unavailable
+from ..experiments.fisher_speed import N_STAGES, benchmark
 from ..progress import progress as progress_bar
-
-FIG2_SIZES = [256, 20, 20, 20, 20, 20, 10]
-MNIST_AE_SIZES = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
-DTYPES = {"float64": torch.float64, "float32": torch.float32}
-
-
-def timeit(fn, device, repeat=3, warmup=1):
-    """Best wall-clock seconds of ``repeat`` calls after ``warmup`` calls (device synchronized)."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(repeat):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def matmul_gflops(dtype, device, n=2048, repeat=3):
-    """Measured ``torch.matmul`` rate (GFLOP/s) on ``n × n`` matrices."""
-    a = torch.randn(n, n, dtype=dtype, device=device)
-    b = torch.randn(n, n, dtype=dtype, device=device)
-    return 2 * n ** 3 / timeit(lambda: a @ b, device, repeat) / 1e9
-
-
-def _stage(bar, name):
-    """Name the next stage on the bar (``None``: no bar); returns a callback marking it done."""
-    if bar is None:
-        return lambda: None
-    bar.set_postfix_str(name)
-    return lambda: bar.update(1)
-
-
-#: Timed stages, for the progress bar: per dtype matmul + exact Fisher, the factors, two inverses.
-N_STAGES = 2 * len(DTYPES) + 1 + 2
-
-
-def bench_exact_fisher(device, repeat, bar=None):
-    torch.manual_seed(0)
-    X, _ = digits(16)
-    X = X.to(device)
-    net = MLP(FIG2_SIZES, "tanh").to(device)
-    N, C = X.shape[0], FIG2_SIZES[-1]
-    D = sum(l.weight.numel() + l.bias.numel() for l in net.layers)
-    flops = 2 * N * C * D ** 2
-    out = {"network": FIG2_SIZES, "N": N, "C": C, "D": D, "flop_count_2NCD2": flops}
-    for name, dtype in DTYPES.items():
-        done = _stage(bar, f"matmul {name}")
-        mm = matmul_gflops(dtype, device, repeat=repeat)
-        done()
-        done = _stage(bar, f"exact_fisher {name}")
-        t = timeit(lambda: exact_fisher(net, X, dtype=dtype, max_bytes=2 ** 33), device, repeat)
-        done()
-        eff = flops / t / 1e9
-        out[name] = {"exact_fisher_s": round(t, 4), "effective_gflops": round(eff, 2),
-                     "matmul_gflops": round(mm, 2), "ratio_to_matmul": round(eff / mm, 3)}
-    done = _stage(bar, "kronecker_factors")
-    t = timeit(lambda: kronecker_factors(net, X), device, repeat)
-    done()
-    out["kronecker_factors_all_pairs_float64_s"] = round(t, 4)
-    return out
-
-
-def random_factors(sizes, n=2048, dtype=torch.float64, device="cpu", seed=0):
-    """Diagonal and tridiagonal Kronecker factors from ``n`` random, correlated ā and g samples."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    a = torch.rand(n, sizes[0], generator=gen, dtype=dtype)
-    abar, g = [], []
-    for d_in, d_out in zip(sizes[:-1], sizes[1:]):
-        abar.append(torch.cat([a, torch.ones(n, 1, dtype=dtype)], 1))
-        W = torch.randn(d_out, d_in + 1, generator=gen, dtype=dtype) / (d_in + 1) ** 0.5
-        a = torch.sigmoid(abar[-1] @ W.T)
-        g.append(torch.randn(n, d_out, generator=gen, dtype=dtype))
-    for i in range(len(g) - 2, -1, -1):  # correlate neighbouring g's like back-propagation does
-        g[i] = g[i] + 0.5 * g[i + 1] @ torch.randn(g[i + 1].shape[1], g[i].shape[1], generator=gen,
-                                                   dtype=dtype) / g[i + 1].shape[1] ** 0.5
-    A, G = {}, {}
-    for i in range(len(g)):
-        for j in (i, i + 1):
-            if j < len(g):
-                A.setdefault(i, {})[j] = (abar[i].T @ abar[j] / n).to(device)
-                G.setdefault(i, {})[j] = (g[i].T @ g[j] / n).to(device)
-    return KroneckerFactors(A, G)
-
-
-def bench_inverses(device, repeat, dtype=torch.float32, damping=1e-2, bar=None):
-    fac = random_factors(MNIST_AE_SIZES, dtype=torch.float64, device=device).to(dtype)
-    grads = [torch.randn(*s, dtype=dtype, device=device) for s in fac.shapes]
-    out = {"sizes": MNIST_AE_SIZES, "dtype": str(dtype).replace("torch.", ""), "damping": damping}
-    for name, cls in (("block_diagonal", BlockDiagonalInverse), ("block_tridiagonal", BlockTridiagonalInverse)):
-        done = _stage(bar, name)
-        inv = cls(fac, damping)
-        out[name] = {"build_s": round(timeit(lambda: cls(fac, damping), device, repeat), 4),
-                     "apply_s": round(timeit(lambda: inv.apply(grads), device, repeat * 3), 5)}
-        done()
-    d, t = out["block_diagonal"], out["block_tridiagonal"]
-    out["tridiagonal_over_diagonal"] = {"build": round(t["build_s"] / d["build_s"], 2),
-                                        "apply": round(t["apply_s"] / d["apply_s"], 2)}
-    return out
 
 
 def main(argv=None):
@@ -144,9 +43,7 @@ def main(argv=None):
         print(f"{p.prog}: --device cuda: {why}", file=sys.stderr)
         return 2
     with progress_bar(total=N_STAGES, desc="bench fisher", unit="stage", disable=args.no_progress) as bar:
-        result = {"benchmark": "fisher", "device": device_name(args.device), "torch": torch.__version__,
-                  "exact_fisher": bench_exact_fisher(args.device, args.repeat, bar),
-                  "inverses": bench_inverses(args.device, args.repeat, bar=bar)}
+        result = benchmark(args.device, args.repeat, bar)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

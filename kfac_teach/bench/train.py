@@ -5,7 +5,7 @@ Nesterov momentum (learning-rate × μ_max grid) and Adam (learning-rate grid), 
 sparse initialization in one run (:func:`kfac_teach.experiments.compare`).  Writes
 ``<out>/train_<problem>_<device>.json`` (device name, torch version, every setting, every run's
 error history and K-FAC's λ, γ, α, μ traces, the summary) and a ``.png`` of the training error
-against iterations and against time.  Examples::
+against iterations and against time (:mod:`kfac_teach.experiments.report`).  Examples::
 
     python -m kfac_teach.bench train --problem digits --device cpu            # a few minutes
     python -m kfac_teach.bench train --problem curves --device cuda --time-budget 300
@@ -15,34 +15,13 @@ against iterations and against time.  Examples::
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import re
 import sys
 from pathlib import Path
 
 import torch
 
 from .. import experiments as E
-
-
-def _clean(x):
-    """JSON-safe copy: NaN/inf -> None, tuples -> lists, tensors -> numbers."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, torch.Tensor):
-        return _clean(x.tolist())
-    if isinstance(x, float):
-        return float(f"{x:.6g}") if math.isfinite(x) else None
-    return x
-
-
-def to_json(result):
-    """Indented JSON with every list of numbers on one line (6 significant digits)."""
-    text = json.dumps(_clean(result), indent=1, allow_nan=False, ensure_ascii=False)
-    return re.sub(r"\[\s*([^\[\]{}]*?)\s*\]", lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)) + "]", text)
+from ..experiments.report import to_json
 
 
 def parser():
