@@ -12,7 +12,7 @@ mode") with the pieces of Secs. 4.2, 6.3-6.5 and 7.  One iteration on the whole 
 4. :math:`\delta = \alpha\Delta + \mu\delta_0` minimizing the exact-Fisher quadratic model
    :math:`M(\delta) = \frac12\delta^\top(F + (\lambda+\eta)I)\delta + \nabla h^\top\delta + h`
    (Sec. 6.4; with ``momentum`` the 2-direction solve of Sec. 7, else :math:`\mu = 0`) through
-   :func:`~kfac_teach.quadratic.fisher_gram` and :func:`~kfac_teach.quadratic.solve_quadratic`;
+   :func:`kfac_teach.update.best_update`, the update path the optimizer :class:`kfac_teach.KFAC` uses;
 5. :math:`\theta \leftarrow \theta + \delta`, and the Levenberg-Marquardt rule of Sec. 6.5 on
    :math:`\rho = (h(\theta+\delta) - h(\theta)) / (M(\delta) - M(0))`: :math:`\lambda \leftarrow
    \omega_1\lambda` if :math:`\rho > 3/4`, :math:`\lambda \leftarrow \lambda/\omega_1` if
@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import update
 from .backprop import backward, forward
 from .factors import kronecker_factors
 from .inverses import BlockDiagonalInverse
 from .losses import get_loss
-from .nets import chain
+from .nets import parameters
 from .progress import finish, progress as progress_bar
-from .quadratic import dot, fisher_gram, solve_quadratic
 from .schedules import OMEGA1, lm_rule
 
 
@@ -77,11 +77,9 @@ def evaluate(net, X, y, loss="cross_entropy", weight_decay=0.0, dtype=torch.floa
 
 
 def apply_update(net, delta):
-    r""":math:`\bar W_i \leftarrow \bar W_i + \delta_i` in place (weights and biases of ``net``)."""
-    with torch.no_grad():
-        for layer, d in zip(chain(net).linears, delta):
-            layer.weight.add_(d[:, :-1].to(layer.weight))
-            layer.bias.add_(d[:, -1].to(layer.bias))
+    r""":math:`\bar W_i \leftarrow \bar W_i + \delta_i` in place (weights and biases of ``net``;
+    :func:`kfac_teach.update.apply_update`)."""
+    update.apply_update(parameters(net), delta)
     return net
 
 
@@ -114,15 +112,11 @@ def kfac_step(net, X, y, damping, loss="cross_entropy", previous=None, pi="trace
     h, grads, fw = loss_and_gradient(net, X, y, loss, weight_decay, dtype)
     lam = float(damping) + float(weight_decay)
     factors = kronecker_factors(net, X, loss, kind="true", dtype=dtype, pairs="diagonal")
-    proposal = [-u for u in BlockDiagonalInverse(factors, lam, pi).apply(grads)]
-    dirs = [proposal] if previous is None else [proposal, [p.to(dtype) for p in previous]]
-    F_gram = fisher_gram(fw, family, dirs)
-    grad_dots = torch.stack([dot(grads, u) for u in dirs])
-    vec_gram = torch.stack([torch.stack([dot(u, v) for v in dirs]) for u in dirs])
-    coeffs, change = solve_quadratic(F_gram, grad_dots, vec_gram, lam)
-    delta = [sum(c * u[i] for c, u in zip(coeffs, dirs)) for i in range(len(proposal))]
-    mu = float(coeffs[1]) if len(dirs) > 1 else 0.0
-    return KFACStep(delta, proposal, float(coeffs[0]), mu, float(h), float(change), grads)
+    proposal = update.proposal(BlockDiagonalInverse(factors, lam, pi), grads)
+    previous = None if previous is None else [p.to(dtype) for p in previous]
+    up = update.best_update(fw, family, grads, [proposal], previous, lam, fused=False)
+    mu = 0.0 if previous is None else float(up.coeffs[1])
+    return KFACStep(up.delta, proposal, float(up.coeffs[0]), mu, float(h), float(up.model_change), grads)
 
 
 @dataclass
@@ -180,7 +174,8 @@ def batch_kfac(net, X, y, iterations=10, damping=3e-3, loss="cross_entropy", mom
             step = kfac_step(net, X, y, lam, loss, previous if momentum else None, pi, weight_decay, dtype)
             apply_update(net, step.delta)
             h_new, err = evaluate(net, X, y, loss, weight_decay, dtype)
-            rho = (h_new - step.loss) / step.model_change if step.model_change < 0 else -math.inf
+            rho = update.reduction_ratio(h_new - step.loss, step.model_change) if step.model_change < 0 \
+                else -math.inf
             for name, v in (("alpha", step.alpha), ("mu", step.mu), ("damping", lam),
                             ("model_change", step.model_change), ("rho", rho)):
                 getattr(hist, name).append(v)

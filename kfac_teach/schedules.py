@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from .nets import chain
+from .nets import chain, parameters
 
 #: :math:`\omega_1 = (19/20)^{T_1}` with :math:`T_1 = 5` (Sec. 6.5): λ ← ω₁λ or λ/ω₁.
 OMEGA1 = (19 / 20) ** 5
@@ -97,7 +97,7 @@ class PolyakAverage:
     """
 
     def __init__(self, net, xi=0.99, start=1):
-        self.params = [p for l in chain(net).linears for p in (l.weight, l.bias)]
+        self.params = parameters(net)
         self.xi, self.start, self.calls, self.n = float(xi), int(start), 0, 0
         self.average = [p.detach().clone() for p in self.params]
 
@@ -115,7 +115,6 @@ class PolyakAverage:
     @torch.no_grad()
     def copy_to(self, net):
         """Write θ̄ into ``net`` (e.g. a ``copy.deepcopy`` of the trained net) and return it."""
-        params = [p for l in chain(net).linears for p in (l.weight, l.bias)]
-        for p, avg in zip(params, self.average):
+        for p, avg in zip(parameters(net), self.average):
             p.copy_(avg)
         return net
