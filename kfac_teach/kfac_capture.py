@@ -68,6 +68,12 @@ class ActivationCapture:
         return torch.as_tensor(loss.detach() if torch.is_tensor(loss) else loss,
                                dtype=ref.dtype, device=ref.device)
 
+    def output_grad(self):
+        """The captured gradient of the closure's loss with respect to the network's output."""
+        if self.z_grad is None:
+            raise RuntimeError("fisher='empirical' needs loss.backward() through net's output in the closure")
+        return self.z_grad
+
     @property
     def batch_size(self):
         """Rows of the captured mini-batch."""

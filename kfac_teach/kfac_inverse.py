@@ -75,3 +75,8 @@ class InverseCache:
         if recompute_due(k, s["T3"]):
             return [build_inverse(statistics.A, statistics.G, g, s["structure"], s["pi"]) for g in gammas]
         return [self.current(s["structure"], s["pi"])]
+
+    def choose(self, inverse, statistics, gamma, k, T3):
+        """After the γ choice: cache the chosen ``inverse`` if it was recomputed at this ``k``."""
+        if recompute_due(k, T3):
+            self.keep(inverse, statistics.A, statistics.G, gamma)

@@ -50,7 +50,7 @@ import torch
 
 from .inverses import PI_RULES
 from .kfac_capture import ActivationCapture
-from .kfac_inverse import STRUCTURES, build_inverse, gamma_candidates, recompute_due
+from .kfac_inverse import STRUCTURES, gamma_candidates
 from .kfac_state import KFACState
 from .kfac_statistics import batch_moments, output_directions
 from .losses import get_loss
@@ -170,8 +170,9 @@ class KFAC(torch.optim.Optimizer):
         fw = self.capture.forward(theta, max(n1, n2) if s["mode"] == "adaptive" else n1)
         # 4.-5. extra backward pass on S_1 from sampled targets; ε-averages of Ā_{i,j}, G_{i,j}
         fw1 = fw.rows(n1)
-        A, G = batch_moments(fw1, self._output_directions(fw1, m), s["structure"] == "block_tridiagonal")
-        st.statistics.update(A, G, k)
+        z_grad = self.capture.output_grad() if s["fisher"] == "empirical" else None
+        directions = output_directions(fw1, self.family, self.generator, m, z_grad)
+        st.statistics.update(*batch_moments(fw1, directions, s["structure"] == "block_tridiagonal"), k)
         # 6.-9. γ candidates, inverses, Δ, (α, μ), θ ← θ + δ, ρ and λ
         if s["mode"] == "adaptive":
             delta, info = self._adaptive_update(closure, loss, theta, grad, fw.rows(n2), k)
@@ -183,32 +184,16 @@ class KFAC(torch.optim.Optimizer):
         self.capture.release()
         return loss
 
-    def _output_directions(self, fw1, m):
-        if self.settings["fisher"] == "empirical":
-            if self.capture.z_grad is None:
-                raise RuntimeError("fisher='empirical' needs loss.backward() through net's output in the closure")
-            return output_directions(fw1, self.family, self.generator, m, self.capture.z_grad)
-        return output_directions(fw1, self.family, self.generator, m)
-
-    def _inverses(self, gammas, k):
-        """7.1: one inverse per γ (recomputed if k ≤ 3 or k ≡ 0 mod T3, else the cached one)."""
-        st = self.kfac_state
-        return st.inverse.candidates(st.statistics, gammas, k, self.settings)
-
-    def _keep(self, inverse, gamma, k):
-        st = self.kfac_state
-        if recompute_due(k, self.settings["T3"]):
-            st.inverse.keep(inverse, st.statistics.A, st.statistics.G, gamma)
-
     def _adaptive_update(self, closure, loss, theta, grad, fw2, k):
         s, st = self.settings, self.kfac_state
         # 6. Γ = {γ, ω₂γ, γ/ω₂} if k ≡ 0 (mod T2), else {γ}
         gammas = gamma_candidates(st.gamma, k, s["T2"], s["omega2"], s["gamma_bounds"])
-        inverses = self._inverses(gammas, k)
+        # 7.1 one inverse per γ, recomputed if k ≤ 3 or k ≡ 0 (mod T3), else the cached one
+        inverses = st.inverse.candidates(st.statistics, gammas, k, s)
         # 7.2-7.3, 8. Δ per γ, (α, μ) minimizing M on S_2 with δ₀; keep the lowest M(δ)
         up = best_update(fw2, self.family, grad, [proposal(inv, grad) for inv in inverses], st.delta0,
                          st.lambda_ + s["weight_decay"])
-        self._keep(inverses[up.best], gammas[up.best], k)
+        st.inverse.choose(inverses[up.best], st.statistics, gammas[up.best], k, s["T3"])
         st.gamma = gammas[up.best]
         apply_update(self.settings["params"], up.delta)
         # 9. if k ≡ 0 (mod T1): ρ from h(θ + δ) on S′, then the LM rule for λ
@@ -224,8 +209,9 @@ class KFAC(torch.optim.Optimizer):
     def _simple_update(self, grad, k):
         s, st = self.settings, self.kfac_state
         st.gamma = math.sqrt(s["damping"] + s["weight_decay"])
-        self._keep(self._inverses([st.gamma], k)[0], st.gamma, k)
-        Delta = proposal(st.inverse.current(s["structure"], s["pi"]), grad)
+        inverse = st.inverse.candidates(st.statistics, [st.gamma], k, s)[0]
+        st.inverse.choose(inverse, st.statistics, st.gamma, k, s["T3"])
+        Delta = proposal(inverse, grad)
         delta = [s["lr"] * D + s["momentum"] * d0 for D, d0 in zip(Delta, st.delta0)]
         apply_update(self.settings["params"], delta)
         const = lambda x: torch.tensor(x, dtype=grad[0].dtype, device=grad[0].device)
