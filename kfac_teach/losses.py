@@ -201,8 +201,8 @@ def _true_directions(family, z, enumerate_classes):
         return L, torch.ones(L.shape[:2], dtype=z.dtype, device=z.device)
     if family.name != "cross_entropy":
         raise ValueError(f'kind="true" samples enumerate the classes of cross_entropy; for '
-                         f'{family.name!r} use kind="mc" (sampled targets) or the Fisher factor '
-                         f'(enumerate_classes=False)')
+                         f'{family.name!r} use kind="mc" (sampled targets) or, where only moments are needed, '
+                         f'the closed-form Fisher factor (enumerate_classes=False, cumulants.gradient_moments)')
     p = torch.softmax(z, -1)
     return p[:, None, :] - torch.eye(z.shape[1], dtype=z.dtype, device=z.device), p
 
