@@ -80,3 +80,44 @@ def test_zero_direction_gets_zero_coefficient():
     grad_dots = torch.tensor([-3.0, 0.0], dtype=DT)
     coeffs, _ = quadratic.solve_quadratic(F_gram, grad_dots, vec_gram, 1.0)
     assert_close_rel(coeffs, torch.tensor([1.0, 0.0], dtype=DT))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_directions_gram_equals_dense_products(fused):
+    """[u_aᵀu_b] and [u_aᵀ∇h] from per-layer lists, fused or layer by layer, equal the flat products."""
+    net = _net("tanh")
+    dirs = _directions(net, 3, seed=6)
+    grad = _directions(net, 1, seed=7)[0]
+    vec_gram, grad_dots = quadratic.directions_gram(dirs, grad, fused)
+    U = torch.stack([_flat(u) for u in dirs])
+    assert_close_rel(vec_gram, U @ U.T, rtol=1e-12)
+    assert_close_rel(grad_dots, U @ _flat(grad), rtol=1e-12)
+
+
+def test_best_update_picks_lowest_model_over_candidates():
+    """update.best_update: per candidate Δ_c the (α, μ) minimizing M on span{Δ_c, δ₀} (dense solve),
+    the candidate with the lowest M(δ) − M(0) is kept and δ = αΔ_c + μδ₀ (Secs. 6.4, 6.6, 7)."""
+    from kfac_teach import update
+    net = _net("tanh")
+    X = torch.randn(10, 4, generator=torch.Generator().manual_seed(8), dtype=DT)
+    fw = backprop.forward(net, X)
+    family = losses.get_loss("bernoulli")
+    proposals, (previous,), (grad,) = _directions(net, 3, 9), _directions(net, 1, 10), _directions(net, 1, 11)
+    lam = 0.7
+    F = ref.true_fisher(net, X, "bernoulli")
+    g, d0 = _flat(grad), _flat(previous)
+    changes = []
+    for P in proposals:
+        U = torch.stack([_flat(P), d0])
+        Q = U @ (F + lam * torch.eye(len(g), dtype=DT)) @ U.T
+        c = torch.linalg.solve(Q, -U @ g)
+        changes.append((float(0.5 * g @ (c @ U)), c, c @ U))
+    best = min(range(3), key=lambda c: changes[c][0])
+    up = update.best_update(fw, family, grad, proposals, previous, lam)
+    assert up.best == best
+    assert_close_rel(up.coeffs, changes[best][1], rtol=1e-8)
+    assert float(up.model_change) == pytest.approx(changes[best][0], rel=1e-8)
+    assert_close_rel(_flat(up.delta), changes[best][2], rtol=1e-8)
+    alone = update.best_update(fw, family, grad, proposals[:1], None, lam)  # μ = 0: α only (Sec. 6.4)
+    a = -(g @ _flat(proposals[0])) / (_flat(proposals[0]) @ (F + lam * torch.eye(len(g), dtype=DT)) @ _flat(proposals[0]))
+    assert len(alone.coeffs) == 1 and float(alone.coeffs[0]) == pytest.approx(float(a), rel=1e-8)
