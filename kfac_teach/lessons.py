@@ -29,8 +29,9 @@ import torch
 
 from . import config, data
 from .batch import loss_and_gradient
-from .factors import kronecker_factors, kronecker_fisher
-from .fisher import exact_fisher
+from .factors import factors_from_pass, kronecker_fisher
+from .fisher import exact_fisher, fisher_from_pass
+from .gradients import per_example_gradients
 from .inverses import BlockDiagonalInverse, BlockTridiagonalInverse
 from .losses import get_loss
 from .nets import MLP, Wbar_grad, chain, flatten as flat, load_paper_vector, paper_blocks, paper_vector, vec
@@ -309,11 +310,11 @@ class Fig2Setup:
 
         def build():
             net = self.net(it)
-            kw = dict(kind=kind, y=self.y if kind == "empirical" else None, n_samples=n_samples,
-                      layers=self.all_layers)
-            F = exact_fisher(net, self.X, generator=torch.Generator().manual_seed(SEED), **kw)
-            fac = kronecker_factors(net, self.X, generator=torch.Generator().manual_seed(SEED), **kw)
-            return {"F": F, "factors": fac, "F_tilde": kronecker_fisher(fac)}
+            P = per_example_gradients(net, self.X, kind=kind, y=self.y if kind == "empirical" else None,
+                                      n_samples=n_samples, generator=torch.Generator().manual_seed(SEED),
+                                      layers=self.all_layers)   # one forward/backward for F and F̃
+            fac = factors_from_pass(P)
+            return {"F": fisher_from_pass(P), "factors": fac, "F_tilde": kronecker_fisher(fac)}
 
         return self._cached(("matrices", kind, n_samples, it), build)
 
