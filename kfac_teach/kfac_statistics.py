@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from .backprop import backward
+from .losses import output_directions as output_directions_of
 from .schedules import epsilon
 
 
@@ -36,9 +37,9 @@ def output_directions(fw1, family, generator, batch_size, z_grad=None):
     z = fw1.z
     if z_grad is not None:
         return (batch_size * z_grad[: z.shape[0]])[:, None, :]
-    if generator.device.type != z.device.type:
-        return family.sample_grad(z.to(generator.device), 1, generator).to(z.device)
-    return family.sample_grad(z, 1, generator)
+    zs = z if generator.device.type == z.device.type else z.to(generator.device)
+    d, _ = output_directions_of(family, zs, "mc", n_samples=1, generator=generator)  # weight 1
+    return d.to(z.device)
 
 
 def batch_moments(fw1, directions, tridiagonal):
