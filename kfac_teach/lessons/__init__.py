@@ -1,0 +1,27 @@
+r"""Shared, cached computations behind the notebooks, the explorers and ``python -m kfac_teach.figures``.
+
+One module per notebook, plus what they share (:mod:`.common`: the Fig. 2 network trained once and
+cached, numeric helpers).  Pure functions of their arguments (plus in-memory caches): the notebooks
+call them, explain and ``assert``; :mod:`kfac_teach.widgets` wires them to controls;
+:mod:`kfac_teach.figures` draws them.
+
+* :mod:`.natural_gradient` — notebook 01: Algorithm 1 against autograd, Fisher kinds, Fisher = GGN,
+  the natural gradient on a 2-parameter model.
+* :mod:`.kronecker_approximation` — notebook 02: F against F̃ (Fig. 2), the Sec. 3.1 totals.
+* :mod:`.independence` — notebook 03: the cumulant decomposition of the error (Sec. 3.1, App. A).
+* :mod:`.inverse_structure` — notebook 04: inverses, the regression view, Figs. 3–6, update quality.
+
+Every public name is re-exported here, so ``from kfac_teach import lessons; lessons.fig2_setup()``.
+"""
+from .common import *  # noqa: F401,F403
+from .common import __all__ as _common
+from .independence import *  # noqa: F401,F403
+from .independence import __all__ as _independence
+from .inverse_structure import *  # noqa: F401,F403
+from .inverse_structure import __all__ as _inverse
+from .kronecker_approximation import *  # noqa: F401,F403
+from .kronecker_approximation import __all__ as _kronecker
+from .natural_gradient import *  # noqa: F401,F403
+from .natural_gradient import __all__ as _natural
+
+__all__ = [*_common, *_natural, *_kronecker, *_independence, *_inverse]
