@@ -26,14 +26,18 @@ from ..nets import flatten as flat
 
 __all__ = ["damping_grid", "mc_sample_counts", "dense", "cosine", "relative_error", "loss_gradient",
            "Fig2Setup", "train_fig2", "fig2_setup", "per_block_relative_error", "FIG2_SIZES",
-           "FIG2_ITERATIONS", "FIG2_CLIP", "MIDDLE", "FIG3_DAMPING", "SEED"]
+           "FIG2_ITERATIONS", "FIG2_TARGET_ERROR", "FIG2_DAMPING", "FIG2_CLIP", "MIDDLE", "FIG3_DAMPING", "SEED"]
 
 
 #: The Fig. 2 network (Martens & Grosse (2015), Sec. 3.1): 16×16 inputs, five tanh layers of 20.
 FIG2_SIZES = (256, 20, 20, 20, 20, 20, 10)
-#: Batch-mode K-FAC iterations for the Fig. 2 network: 6 reach 4.6% training error (the paper: 7
-#: iterations, 5% on its 16×16 MNIST).
-FIG2_ITERATIONS = 6
+#: Batch-mode K-FAC trains the Fig. 2 network until the training error is below this (the paper:
+#: 5% after 7 iterations on its 16×16 MNIST — both recalled, not in our stored copy of the paper)...
+FIG2_TARGET_ERROR = 0.05
+#: ... or for at most this many iterations (11 reach 4.3% on the 5,000 digits of mnist_sample(16)).
+FIG2_ITERATIONS = 30
+#: Initial λ of the batch-mode K-FAC run (λ + η inside the factored damping, LM rule every step).
+FIG2_DAMPING = 3e-3
 #: Fig. 2 brightness: white at 0.1 × the largest |entry| (≈ the 99.5th percentile; a handful of
 #: large entries would otherwise leave the pictures black).
 FIG2_CLIP = 0.1
@@ -85,7 +89,8 @@ class Fig2Setup:
     """The partially trained Fig. 2 network and caches of its curvature matrices.
 
     Attributes:
-        X, y: the 1797 16×16 digits.
+        X, y: the inputs and labels (the 5,000 16×16 MNIST digits of
+            :func:`kfac_teach.data.mnist_sample`, the paper's "16×16 down-scaled version of MNIST").
         thetas: ``{iteration: paper-order θ}`` snapshots from batch-mode K-FAC (0 = initial).
         history: the training record (iterations, loss, classification error).
         layers: the middle 4 layers ``(1, 2, 3, 4)`` shown in Fig. 2.
@@ -163,7 +168,7 @@ class Fig2Setup:
         return self._cached(key, build)
 
     def gradient(self, iteration=None, layers=None):
-        """:math:`\\nabla h` (mean cross-entropy) on the digits, per layer, for ``layers`` (middle 4)."""
+        """:math:`\\nabla h` (mean cross-entropy) on the training set, per layer, for ``layers`` (middle 4)."""
         it = self.final_iteration if iteration is None else iteration
         grads = self._cached(("grad", it), lambda: loss_gradient(self.net(it), self.X, self.y))
         layers = self.layers if layers is None else layers
@@ -181,20 +186,23 @@ class Fig2Setup:
         return self._cached(("solve", which, float(damping), iteration), build)
 
 
-def train_fig2(X, y, iterations=FIG2_ITERATIONS, damping=3e-3, seed=SEED, sizes=FIG2_SIZES, progress=True):
+def train_fig2(X, y, iterations=FIG2_ITERATIONS, damping=FIG2_DAMPING, seed=SEED, sizes=FIG2_SIZES,
+               target_error=FIG2_TARGET_ERROR, progress=True):
     r"""Batch-mode K-FAC (:func:`kfac_teach.batch.batch_kfac`) on ``(X, y)`` from a seeded
     initialization, keeping a snapshot of every iterate :math:`\theta_k` for the explorer's
-    "training iteration" control.  ``progress``: the bar of :func:`~kfac_teach.batch.batch_kfac`.
+    "training iteration" control; it stops at the first iterate whose training error is at most
+    ``target_error`` (``None``: run all ``iterations``).  ``progress``: the bar of
+    :func:`~kfac_teach.batch.batch_kfac`.
 
     Returns:
-        ``(thetas, history)``: ``{k: θ_k}`` for ``k = 0..iterations`` and ``{"loss", "error",
+        ``(thetas, history)``: ``{k: θ_k}`` for ``k = 0..K`` (K the iterations run) and ``{"loss", "error",
         "alpha", "mu", "damping"}`` lists (``loss``/``error`` have one entry per iterate).
     """
-
     torch.manual_seed(seed)
     net = MLP(sizes, "tanh")
     thetas = {}
     hist = batch_kfac(net, X, y, iterations=iterations, damping=damping, progress=progress,
+                      target_error=target_error,
                       callback=lambda k, n: thetas.__setitem__(k, paper_vector(n).clone()))
     return thetas, {name: getattr(hist, name) for name in ("loss", "error", "alpha", "mu", "damping")}
 
@@ -202,7 +210,7 @@ def train_fig2(X, y, iterations=FIG2_ITERATIONS, damping=3e-3, seed=SEED, sizes=
 @lru_cache(maxsize=None)
 def fig2_setup():
     """The shared, cached :class:`Fig2Setup` (trained once per Python process)."""
-    X, y = data.digits(16)
+    X, y = data.mnist_sample(16)
     thetas, history = train_fig2(X, y)
     return Fig2Setup(X, y, thetas, history)
 
