@@ -38,6 +38,10 @@ from . import lessons, plotting  # noqa: E402
 from .progress import progress as progress_bar, write  # noqa: E402
 
 
+# ================================================================================================
+# notebook 01: the Fisher and the natural gradient (lessons.natural_gradient)
+# ================================================================================================
+
 def natural_gradient(P=None):
     """Loss contours, the KL ball and the two directions at θ₀ (notebook 01, Sec. 2.2)."""
     if P is None:
@@ -61,6 +65,10 @@ def natural_gradient(P=None):
     ax.legend(loc="lower left", fontsize=7)
     return fig
 
+
+# ================================================================================================
+# notebook 02: the Kronecker-factored approximation, Fig. 2 (lessons.kronecker_approximation)
+# ================================================================================================
 
 def draw_fisher_comparison(result, max_pixels=420, panel_size=4.2, suptitle=None):
     """F, F̃ and |F − F̃| side by side, one shared brightness maximum (``result["clip"]`` × the
@@ -103,6 +111,10 @@ def fig2_block_errors(setup=None, totals=None):
     return fig
 
 
+# ================================================================================================
+# notebook 03: cumulants and independence, Sec. 3.1 (lessons.independence)
+# ================================================================================================
+
 def draw_cumulant_block(result, max_pixels=420, panel_size=2.8, clip=0.3, mark_entry=True):
     """The four Eq. (3) terms of one block (error, κ₄ term, κ₃ terms, residual) on one scale.
 
@@ -126,6 +138,10 @@ def cumulant_terms(setup=None, i=2, j=3, kind="true", max_pixels=420, clip=0.3):
     return draw_cumulant_block(lessons.cumulant_block(setup, i, j, kind=kind), max_pixels=max_pixels,
                                clip=clip, mark_entry=False)
 
+
+# ================================================================================================
+# notebook 04: the structure of the inverse, Figs. 3-6 (lessons.inverse_structure)
+# ================================================================================================
 
 def fig3(setup=None, damping=lessons.FIG3_DAMPING, max_pixels=420, clip=lessons.FIG2_CLIP):
     """Fig. 3: F̃, (F̃ + λI)⁻¹ and the 4×4 mean |entry| of each block of the inverse."""
@@ -216,6 +232,10 @@ def update_quality(setup=None, dampings=None, pi="trace"):
     dampings = lessons.damping_grid() if dampings is None else dampings
     return draw_update_quality(lessons.update_quality(setup, tuple(float(d) for d in dampings), pi))
 
+
+# ================================================================================================
+# all figures
+# ================================================================================================
 
 #: name -> builder, in the order :func:`main` writes them.
 FIGURES = {
