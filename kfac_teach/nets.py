@@ -145,10 +145,11 @@ def Wbar(layer):
     r""":math:`\bar W = [W \mid b]` of one ``nn.Linear``, shape ``d_i × (d_{i-1}+1)`` (Sec. 2.1);
     just :math:`W` (``d_i × d_{i-1}``) for a layer without bias.
 
-    Not detached: autograd flows through it.  The one place the bias becomes the last column.
+    Not detached: autograd flows through it.  The one place the bias becomes the last column.  Always a
+    new tensor (a copy of ``W`` without bias), so in-place updates of the layer never change it.
     """
     if layer.bias is None:
-        return layer.weight
+        return layer.weight.clone()
     return torch.cat([layer.weight, layer.bias[:, None]], 1)
 
 
@@ -157,7 +158,7 @@ def Wbar_grad(layer):
     if layer.weight.grad is None or (layer.bias is not None and layer.bias.grad is None):
         raise RuntimeError("a parameter has no gradient: call loss.backward() first")
     if layer.bias is None:
-        return layer.weight.grad
+        return layer.weight.grad.clone()
     return torch.cat([layer.weight.grad, layer.bias.grad[:, None]], 1)
 
 
