@@ -26,7 +26,7 @@ __all__ = ["decomposition", "weight_of", "residual_ratio", "cumulant_block", "er
            "MC_SAMPLE_COUNTS"]
 
 #: Sampled targets per input in the Monte-Carlo check of Lemma 4 (the same in smoke mode).
-MC_SAMPLE_COUNTS = (1, 4, 16, 64)
+MC_SAMPLE_COUNTS = (1, 8, 64)
 
 
 def decomposition(setup, i, j, kind="true", iteration=None):
