@@ -199,29 +199,30 @@ def cumulant_explorer(setup=None):
 
 
 # --------------------------------------------------------------------------------------------
-# Notebook 04: update quality against damping (Secs. 4.2-4.4, 6.3)
+# Notebook 04: update quality against damping (Secs. 4.2-4.4, 6.3, 6.4)
 # --------------------------------------------------------------------------------------------
 
 def damping_explorer(setup=None, dampings=None):
-    """Damping (log slider), π rule, approximation → cosine / relative error of the update
-    against the exact damped natural gradient :math:`(F+\\lambda I)^{-1}\\nabla h`."""
+    """Update, π rule, damping λ (log slider, last) → the fraction of the optimal decrease of the
+    exact-Fisher model M after the best re-scaling α* (Sec. 6.4) for that update and the plain
+    gradient against λ, the current λ marked, and the entries of α*Δ against −u*."""
     setup = setup if setup is not None else lessons.fig2_setup()
-    dampings = lessons.damping_grid() if dampings is None else np.asarray(dampings)
+    dampings = np.asarray(lessons.quality_dampings() if dampings is None else dampings)
     controls = {
+        "approximation": widgets.Dropdown(options=[(lessons.UPDATE_LABELS[a], a) for a in lessons.APPROXIMATIONS],
+                                          value="block-tridiagonal", description="update"),
+        "pi": widgets.Dropdown(options=["trace", "frobenius", 1.0], value="trace", description="π rule"),
         "damping": widgets.SelectionSlider(options=[(f"{d:.0e}", float(d)) for d in dampings],
                                            value=float(dampings[len(dampings) // 2]),
                                            description="damping λ"),
-        "pi": widgets.Dropdown(options=["trace", "frobenius", 1.0], value="trace", description="π rule"),
-        "approximation": widgets.Dropdown(options=["block-diagonal", "block-tridiagonal", "F_tilde"],
-                                          value="block-tridiagonal", description="approx."),
     }
 
-    def compute(damping, pi, approximation):
+    def compute(approximation, pi, damping):
         return lessons.update_quality_at(setup, damping, pi=pi, approximation=approximation,
                                          dampings=tuple(float(d) for d in dampings))
 
     return Explorer(compute, partial(draw_update_quality, panel_size=(3.9, 3.2)), controls,
-                    "Update quality against damping")
+                    "How much of the optimal decrease of M each update achieves")
 
 
 # --------------------------------------------------------------------------------------------
