@@ -137,6 +137,33 @@ class Explorer:
 # Notebook 01: gradient vs natural gradient paths (Sec. 2.2)
 # --------------------------------------------------------------------------------------------
 
+#: KL step sizes ε offered by :func:`natural_gradient_explorer` (a selection: no snapping in the browser).
+PATH_EPS_OPTIONS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+
+
+def natural_gradient_explorer(model=None):
+    """θ₀ = (w₀, b₀), KL step size ε, number of steps → gradient-descent and natural-gradient paths
+    of equal KL steps on the 2-parameter logistic model (:func:`lessons.natural_gradient_paths`),
+    drawn by :func:`kfac_teach.figures.draw_natural_gradient_paths`.  Defaults (θ₀ = (−0.5, 3),
+    ε = 0.005, 10 steps) reproduce the static figure ``natural_gradient_paths``."""
+    from .figures import draw_natural_gradient_paths
+
+    model = model if model is not None else lessons.two_parameter_model()
+    w0, b0 = lessons.PATH_THETA0
+    controls = {
+        "w0": widgets.FloatSlider(value=w0, min=-1.5, max=3.0, step=0.25, description="w₀"),
+        "b0": widgets.FloatSlider(value=b0, min=-4.0, max=4.0, step=0.25, description="b₀"),
+        "eps": widgets.SelectionSlider(options=list(PATH_EPS_OPTIONS), value=lessons.PATH_EPS,
+                                       description="KL step ε"),
+        "steps": widgets.IntSlider(value=lessons.PATH_STEPS, min=1, max=30, description="steps"),
+    }
+
+    def compute(w0, b0, eps, steps):
+        return lessons.natural_gradient_paths(model, (float(w0), float(b0)), float(eps), int(steps))
+
+    return Explorer(compute, partial(draw_natural_gradient_paths, panel_size=(4.2, 3.7)), controls,
+                    "Gradient descent vs natural gradient, every step of KL ≈ ε")
+
 
 # --------------------------------------------------------------------------------------------
 # Notebook 02: the exact Fisher against F̃ (Fig. 2)
