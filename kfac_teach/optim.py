@@ -23,6 +23,12 @@ One iteration ``k`` (counted from 1) of ``mode="adaptive"``:
    for :math:`\rho = (h(\theta+\delta) - h(\theta))/(M(\delta) - M(0))` and λ follows the
    Levenberg–Marquardt rule (Sec. 6.5).
 
+Ablations within ``mode="adaptive"`` (Sec. 6.4, Fig. 7; λ and γ still adapt):
+``momentum=False`` drops :math:`\delta_0` from step 4, :math:`\delta = \alpha^*\Delta` with
+:math:`\alpha^* = -\nabla h^\top\Delta / (\Delta^\top F\Delta + (\lambda+\eta)\|\Delta\|^2)`
+(the paper's K-FAC without momentum); ``rescale=False`` takes :math:`\delta = \Delta` as it is
+(α = 1, μ = 0), and :math:`M(\Delta)` is still evaluated for the γ choice and ρ.
+
 ``mode="simple"`` keeps steps 1–3 with a fixed :math:`\gamma = \sqrt{\lambda+\eta}` and uses
 :math:`\delta = \text{lr}\cdot\Delta + \text{momentum}\cdot\delta_0`: a drop-in preconditioner.
 
@@ -85,12 +91,21 @@ class KFAC(torch.optim.Optimizer):
         mode: ``"adaptive"`` (Algorithm 2) or ``"simple"`` (fixed ``lr``, ``momentum``, damping).
         damping: initial λ (adaptive; 150 in the paper) or the fixed λ (simple).
         weight_decay: η of the ℓ2 cost :math:`\frac\eta2\|\theta\|^2` added to h (all parameters).
-        lr, momentum: α and μ of ``mode="simple"``.
+        lr: α of ``mode="simple"``.
+        momentum: ``mode="simple"``: μ, a number.  ``mode="adaptive"``: whether :math:`\delta_0`
+            joins the quadratic model (Sec. 7): ``True`` or any non-zero number (the default 0.9)
+            solves for :math:`(\alpha, \mu)`; ``False`` or ``0`` is the paper's no-momentum K-FAC,
+            :math:`\delta = \alpha^*\Delta` with μ = 0 (Sec. 6.4).
+        rescale: ``mode="adaptive"`` only.  ``True`` (the paper): δ is re-scaled by the exact-F
+            model as above.  ``False``: :math:`\delta = \Delta` (α = 1, μ = 0 whatever
+            ``momentum`` says), the "no re-scaling" ablation of Sec. 6.4 / Fig. 7;
+            :math:`M(\Delta) - M(0)` is still computed for the γ choice and for ρ.
         fisher: ``"true"`` (targets sampled from the model, Sec. 5) or ``"empirical"`` (the
             training targets; loses the Fisher = GGN link and Lemma 4 — not recommended).
         T1, T2, T3: periods of the λ update, the γ search and the inverse recomputation (``T2``
             must be a multiple of ``T3``).
-        tau1, tau2: fractions of the batch for the statistics and for the exact-F products.
+        tau1, tau2: fractions of the batch for the statistics and for the exact-F products (τ₂ = 1/4
+            in the paper's experiments, 1 in the released code).
         omega1, omega2: λ and γ step factors, :math:`(19/20)^5` and :math:`(19/20)^{10}`.
         gamma_bounds: ``None`` (paper) or ``(lo, hi)`` (released code: ``(sqrt(η), 1)``): the
             candidates ω₂γ and γ/ω₂ are clipped to the interval but never move γ away from it (a γ
@@ -114,15 +129,18 @@ class KFAC(torch.optim.Optimizer):
     def __init__(self, net, loss="bernoulli", structure="block_diagonal", mode="adaptive", damping=150.0,
                  weight_decay=1e-5, lr=0.1, momentum=0.9, fisher="true", T1=5, T2=20, T3=20,
                  tau1=1 / 8, tau2=1 / 4, omega1=OMEGA1, omega2=OMEGA2, gamma_bounds=None, pi="trace",
-                 generator=None):
+                 generator=None, rescale=True):
         self.chain = chain(net)
         self.family = get_loss(loss)
         _check_choice("structure", structure, tuple(STRUCTURES))
         _check_choice("mode", mode, MODES)
         _check_choice("fisher", fisher, FISHERS)
         _check_settings(damping, weight_decay, T1, T2, T3, tau1, tau2, omega1, omega2, gamma_bounds, pi)
+        _check_momentum(mode, momentum, rescale)
         defaults = dict(loss=loss, structure=structure, mode=mode, damping=float(damping),
-                        weight_decay=float(weight_decay), lr=float(lr), momentum=float(momentum),
+                        weight_decay=float(weight_decay), lr=float(lr),
+                        momentum=momentum if isinstance(momentum, bool) else float(momentum),
+                        rescale=rescale,
                         fisher=fisher, T1=int(T1), T2=int(T2), T3=int(T3), tau1=float(tau1),
                         tau2=float(tau2), omega1=float(omega1), omega2=float(omega2),
                         gamma_bounds=None if gamma_bounds is None else tuple(map(float, gamma_bounds)),
@@ -191,8 +209,10 @@ class KFAC(torch.optim.Optimizer):
         # 7.1 one inverse per γ, recomputed if k ≤ 3 or k ≡ 0 (mod T3), else the cached one
         inverses = st.inverse.candidates(st.statistics, gammas, k, s)
         # 7.2-7.3, 8. Δ per γ, (α, μ) minimizing M on S_2 with δ₀; keep the lowest M(δ)
-        up = best_update(fw2, self.family, grad, [proposal(inv, grad) for inv in inverses], st.delta0,
-                         st.lambda_ + s["weight_decay"])
+        rescale = s.get("rescale", True)  # absent from state_dicts saved before the option existed
+        previous = st.delta0 if s["momentum"] and rescale else None
+        up = best_update(fw2, self.family, grad, [proposal(inv, grad) for inv in inverses], previous,
+                         st.lambda_ + s["weight_decay"], rescale=rescale)
         st.inverse.choose(inverses[up.best], st.statistics, gammas[up.best], k, s["T3"])
         st.gamma = gammas[up.best]
         apply_update(self.settings["params"], up.delta)
@@ -203,7 +223,8 @@ class KFAC(torch.optim.Optimizer):
             rho = reduction_ratio(objective_change(new_loss - loss, theta, up.delta, s["weight_decay"]),
                                   up.model_change)
             st.lambda_ = lm_rule(st.lambda_, rho, s["omega1"])
-        alpha, mu = up.coeffs
+        alpha = up.coeffs[0]
+        mu = up.coeffs[1] if len(up.coeffs) > 1 else torch.zeros_like(alpha)
         return up.delta, dict(self._lambda_info(), alpha=alpha, mu=mu, rho=rho, model_change=up.model_change)
 
     def _simple_update(self, grad, k):
@@ -262,6 +283,16 @@ def _subset_size(tau, m):
 def _check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_momentum(mode, momentum, rescale):
+    if not isinstance(rescale, bool):
+        raise ValueError(f"rescale must be True or False, got {rescale!r}")
+    if mode == "simple" and (isinstance(momentum, bool) and momentum or not rescale):
+        raise ValueError("in mode='simple' momentum is μ itself (a number, e.g. 0.9) and rescale does "
+                         "not apply; momentum=True/False and rescale=False are adaptive-mode switches")
+    if not isinstance(momentum, (int, float)) or not math.isfinite(momentum):
+        raise ValueError(f"momentum must be True, False or a finite number, got {momentum!r}")
 
 
 def _check_settings(damping, eta, T1, T2, T3, tau1, tau2, omega1, omega2, gamma_bounds, pi):
