@@ -54,7 +54,7 @@ import warnings
 
 import torch
 
-from .inverses import PI_RULES
+from .inverses import PI_RULES, SingularFactorError
 from .kfac_capture import ActivationCapture
 from .kfac_inverse import STRUCTURES, gamma_candidates
 from .kfac_state import KFACState
@@ -207,7 +207,7 @@ class KFAC(torch.optim.Optimizer):
         # 6. Γ = {γ, ω₂γ, γ/ω₂} if k ≡ 0 (mod T2), else {γ}
         gammas = gamma_candidates(st.gamma, k, s["T2"], s["omega2"], s["gamma_bounds"])
         # 7.1 one inverse per γ, recomputed if k ≤ 3 or k ≡ 0 (mod T3), else the cached one
-        inverses = st.inverse.candidates(st.statistics, gammas, k, s)
+        inverses = self._inverses(gammas, k)
         # 7.2-7.3, 8. Δ per γ, (α, μ) minimizing M on S_2 with δ₀; keep the lowest M(δ)
         rescale = s.get("rescale", True)  # absent from state_dicts saved before the option existed
         previous = st.delta0 if s["momentum"] and rescale else None
@@ -230,7 +230,7 @@ class KFAC(torch.optim.Optimizer):
     def _simple_update(self, grad, k):
         s, st = self.settings, self.kfac_state
         st.gamma = math.sqrt(s["damping"] + s["weight_decay"])
-        inverse = st.inverse.candidates(st.statistics, [st.gamma], k, s)[0]
+        inverse = self._inverses([st.gamma], k)[0]
         st.inverse.choose(inverse, st.statistics, st.gamma, k, s["T3"])
         Delta = proposal(inverse, grad)
         delta = [s["lr"] * D + s["momentum"] * d0 for D, d0 in zip(Delta, st.delta0)]
@@ -238,6 +238,15 @@ class KFAC(torch.optim.Optimizer):
         const = lambda x: torch.tensor(x, dtype=grad[0].dtype, device=grad[0].device)
         return delta, dict(self._lambda_info(), alpha=const(s["lr"]), mu=const(s["momentum"]),
                            rho=const(math.nan), model_change=const(math.nan))
+
+    def _inverses(self, gammas, k):
+        """The inverse per γ candidate; a singular damped factor names the step and γ."""
+        st = self.kfac_state
+        try:
+            return st.inverse.candidates(st.statistics, gammas, k, self.settings)
+        except SingularFactorError as e:
+            raise SingularFactorError(f"KFAC step {k}, γ candidates {[f'{g:.3g}' for g in gammas]}: {e}; "
+                                      f"gamma_bounds=(lo, hi) with lo > 0 keeps γ away from 0") from e
 
     def _skip(self, loss, k):
         warnings.warn(f"KFAC step {k}: the loss or a gradient is NaN/inf; update skipped, state unchanged",
@@ -301,6 +310,10 @@ def _check_settings(damping, eta, T1, T2, T3, tau1, tau2, omega1, omega2, gamma_
                 or x < 0 or (x == 0 and not allow_zero):
             raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite "
                              f"number, got {x!r}")
+    if isinstance(damping, (int, float)) and not isinstance(damping, bool) and damping == 0:
+        raise ValueError("damping must be > 0: K-FAC inverts the factored-damped Ā + πγI and G + (γ/π)I "
+                         "with γ = √(λ+η) (Sec. 6.3), and undamped factors are often singular (the softmax "
+                         "output's G has rank C−1); start from λ > 0 (the paper's 150)")
     positive("damping", damping)
     positive("weight_decay", eta, allow_zero=True)
     for name, T in (("T1", T1), ("T2", T2), ("T3", T3)):
