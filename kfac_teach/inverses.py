@@ -199,7 +199,7 @@ class KroneckerSumInverse:
         L = factor_cholesky(A, name, damping)
         Li_C = torch.linalg.solve_triangular(L, C, upper=False)
         M = torch.linalg.solve_triangular(L, Li_C.T, upper=False)
-        s, E = torch.linalg.eigh((M + M.T) / 2)
+        s, E = _symmetric_eigh((M + M.T) / 2)
         return torch.linalg.solve_triangular(L.T, E, upper=True), s
 
     def apply(self, V):
@@ -287,6 +287,26 @@ class BlockTridiagonalInverse:
         Lam = torch.block_diag(*[S.dense() for S in self.Sigma_cond],
                                torch.kron(self.A_last_inv, self.G_last_inv))
         return Xi.T @ Lam @ Xi
+
+
+def _symmetric_eigh(M):
+    """``torch.linalg.eigh``, redone in float64 where the float32 LAPACK routine fails or returns NaN.
+
+    Seen on the CPU with the whitened Ā of the first layer of the MNIST autoencoder (785 × 785: the
+    ~70 border pixels that are 0 in every digit give a large repeated eigenvalue 0).  One host sync
+    per call (the finiteness check), i.e. per inverse rebuild, not per step.
+    """
+    try:
+        s, E = torch.linalg.eigh(M)
+        if bool(torch.isfinite(s).all() & torch.isfinite(E).all()):
+            return s, E
+    except torch.linalg.LinAlgError:
+        if M.dtype == torch.float64:
+            raise
+    if M.dtype == torch.float64:
+        raise torch.linalg.LinAlgError("eigh returned non-finite values for a finite float64 matrix")
+    s, E = torch.linalg.eigh(M.double())
+    return s.to(M.dtype), E.to(M.dtype)
 
 
 def _solve(M, B, what, damping):
