@@ -43,7 +43,7 @@ import torch
 
 from ._checks import check_layers, normalized_weights
 from .gradients import PerExampleGradients, per_example_gradients
-from .nets import chain
+from .nets import linear_layers
 
 # ----------------------------------------------------------------------------------------------
 # joint cumulants of weighted samples
@@ -336,7 +336,7 @@ class ErrorTotals:
 def approximation_error_totals(net, X, layers, loss="cross_entropy", kind="true", y=None, n_samples=1,
                                generator=None, dtype=torch.float64) -> ErrorTotals:
     """Total :math:`|F - \\tilde F|` and total Eq. (4) bound over every block ``(i, j)`` of ``layers``."""
-    layers = check_layers(layers, len(chain(net).linears))
+    layers = check_layers(layers, len(linear_layers(net)))
     mom = gradient_moments(net, X, loss, kind, y, n_samples, generator, dtype, layers)
     L = len(layers)
     err = torch.zeros(L, L, dtype=dtype)

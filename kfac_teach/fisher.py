@@ -20,7 +20,7 @@ import torch
 from ._checks import DEFAULT_MAX_BYTES, check_layers, check_size
 from .blockmatrix import BlockMatrix
 from .gradients import PerExampleGradients, per_example_gradients
-from .nets import block_offsets, chain
+from .nets import block_offsets, layer_shapes
 
 def fisher_block(a_i, a_j, g_i, g_j, chunk_bytes=2 ** 28):
     r"""Block :math:`F_{i,j} = \sum_n (\bar a^{(n)}_{i-1}\bar a^{(n)\top}_{j-1}) \otimes \Gamma^{(n)}_{ij}`
@@ -74,7 +74,9 @@ def exact_fisher(net, X, loss="cross_entropy", kind="true", y=None, n_samples=1,
     r"""The Fisher of ``net`` on the inputs ``X``, averaged over the rows of ``X``.
 
     Args:
-        net: :class:`kfac_teach.MLP` or ``nn.Sequential`` of ``nn.Linear`` + elementwise activations.
+        net: any ``nn.Module`` whose trainable parameters all sit in ``nn.Linear`` layers (see
+            :func:`kfac_teach.gradients.per_example_gradients`; :class:`kfac_teach.MLP` and
+            ``nn.Sequential`` chains take the batched Algorithm 1).
         X: ``(N, d_0)`` inputs.
         loss: ``"cross_entropy"`` (softmax), ``"bernoulli"`` (logistic, per-output BCE) or
             ``"gaussian"`` (identity outputs, unit variance).
@@ -92,8 +94,8 @@ def exact_fisher(net, X, loss="cross_entropy", kind="true", y=None, n_samples=1,
     One pass (:func:`kfac_teach.gradients.per_example_gradients`) and :func:`fisher_from_pass`;
     the size is checked before the pass.
     """
-    c = chain(net)
-    checked = check_layers(layers, len(c.linears))
-    check_size(sum(c.block_sizes[i] for i in checked), dtype, max_bytes)
+    sizes = [m * n for m, n in layer_shapes(net)]
+    checked = check_layers(layers, len(sizes))
+    check_size(sum(sizes[i] for i in checked), dtype, max_bytes)
     P = per_example_gradients(net, X, loss, kind, y, n_samples, generator, dtype, checked)
     return fisher_from_pass(P, max_bytes=max_bytes, chunk_bytes=chunk_bytes)

@@ -29,7 +29,8 @@ import torch
 from ._checks import check_layers
 from .backprop import backward, forward
 from .losses import check_kind, get_loss, output_directions
-from .nets import chain
+from .module_pass import hooked_pass
+from .nets import chain, is_chain, linear_layers
 
 
 @dataclass
@@ -38,7 +39,8 @@ class PerExampleGradients:
     output directions per input (layers numbered from 0).
 
     Attributes:
-        a_bar: per layer ``(N, d_{i-1}+1)``, the layer's input with the homogeneous 1 last.
+        a_bar: per layer ``(N, d_{i-1}+1)``, the layer's input with the homogeneous 1 last
+            (``(N, d_{i-1})``, no 1, for a layer without bias).
         g: per layer ``(N, K, d_i)``, :math:`g_i` back-propagated from each output direction;
             ``None`` for the layers below ``layers[0]`` (never computed).
         weights: ``(N, K)`` conditional weights :math:`w_{nk}` of the directions given input
@@ -113,8 +115,12 @@ def per_example_gradients(net, X, loss="cross_entropy", kind="true", y=None, n_s
     r"""Algorithm 1 once for all the output directions of ``kind``: :class:`PerExampleGradients`.
 
     Args:
-        net: :class:`kfac_teach.MLP` or ``nn.Sequential`` of ``nn.Linear`` + elementwise activations.
-        X: ``(N, d_0)`` inputs.
+        net: any ``nn.Module`` whose trainable parameters all sit in ``nn.Linear`` layers (layer order:
+            ``net.modules()``).  Chains (:class:`kfac_teach.MLP`, ``nn.Sequential`` of ``nn.Linear``
+            + elementwise activations) use the batched Algorithm 1 (:mod:`kfac_teach.backprop`);
+            any other module one hooked forward and ``K`` autograd backward passes
+            (:func:`kfac_teach.module_pass.hooked_pass`, which lists the assumptions).
+        X: ``(N, d_0)`` inputs (for a non-chain: whatever the model takes, one row per example).
         loss: ``"cross_entropy"`` (softmax), ``"bernoulli"`` (logistic, per-output BCE) or
             ``"gaussian"`` (identity outputs, unit variance).
         kind: ``"true"`` (exact expectation over the model's predictive distribution),
@@ -127,6 +133,13 @@ def per_example_gradients(net, X, loss="cross_entropy", kind="true", y=None, n_s
     """
     family = get_loss(loss)
     check_kind(kind)
+    if not is_chain(net):
+        linears = linear_layers(net)
+        layers = check_layers(layers, len(linears))
+        mp = hooked_pass(net, X, dtype, linears)
+        d, w = output_directions(family, mp.z, kind, y, n_samples, generator, enumerate_classes)
+        g = mp.backward(d, layers)
+        return PerExampleGradients(mp.a_bar, g, w, layers, samples=kind != "true" or bool(enumerate_classes))
     layers = check_layers(layers, len(chain(net).linears))
     fw = forward(net, X, dtype)
     d, w = output_directions(family, fw.z, kind, y, n_samples, generator, enumerate_classes)

@@ -228,6 +228,13 @@ class BlockTridiagonalInverse:
     :math:`\Sigma_\ell`); the off-diagonal factors stay undamped (released code, notes §6.4).
     Needs consecutive layers and the factors ``A[i][i+1]``, ``G[i][i+1]``; ``damping`` must be > 0
     (without it the homogeneous coordinate makes :math:`\Sigma_{i|i+1}` singular).
+
+    Any module of ``nn.Linear`` layers (:func:`kfac_teach.nets.linear_layers`) is accepted: the
+    chain of the graphical model is then the **layer order** (``net.modules()``), an assumption of
+    this approximation, not a property of the network.  For a chain it is the paper's Sec. 4.3
+    model; with skip connections the layers that interact most may not be neighbours in that order,
+    and :math:`\hat F^{-1}` simply ignores their direct interaction.  Nothing about the shapes
+    of adjacent layers is assumed (layer ``i``'s outputs need not be layer ``i+1``'s inputs).
     """
 
     def __init__(self, factors, damping, pi="trace"):
@@ -239,10 +246,6 @@ class BlockTridiagonalInverse:
             if not factors.has_pair(i, i + 1):
                 raise ValueError(f"the factors lack A[{i}][{i + 1}] / G[{i}][{i + 1}]; compute them with "
                                  f"pairs='all' or pairs='tridiagonal'")
-            if factors.G[i][i].shape[0] + 1 != factors.A[i + 1][i + 1].shape[0]:
-                raise ValueError(f"layers {i} and {i + 1} cannot be chained: layer {i} has "
-                                 f"{factors.G[i][i].shape[0]} outputs, layer {i + 1} has "
-                                 f"{factors.A[i + 1][i + 1].shape[0] - 1} inputs")
         self.layers, self.shapes = L, factors.shapes
         self.damping = _check_damping(damping, positive=True)
         self.gamma = math.sqrt(self.damping)

@@ -19,11 +19,25 @@ class ActivationCapture:
     ``want_output_grad()`` is asked at each capture whether to keep the output gradient too.
     """
 
-    def __init__(self, linears, activations, want_output_grad):
+    def __init__(self, linears, activations, want_output_grad, net=None):
         self.linears, self.activations, self.want_output_grad = linears, activations, want_output_grad
         self.active = False
-        self.inputs, self.outputs, self.z_grad = {}, {}, None
+        self.inputs, self.outputs, self.z_grad, self.model_input = {}, {}, None, None
+        self.model_input, self.net = None, net
         self.hooks = [layer.register_forward_hook(self._hook(i)) for i, layer in enumerate(linears)]
+        if net is not None:  # any module: keep the model's input and output gradient instead
+            self.hooks += [net.register_forward_pre_hook(self._model_pre_hook),
+                           net.register_forward_hook(self._model_hook)]
+
+    def _model_pre_hook(self, module, args):
+        if self.active:
+            if len(args) != 1 or not isinstance(args[0], torch.Tensor):
+                raise TypeError("KFAC on a non-chain module needs net(x) called with one tensor argument")
+            self.model_input = args[0].detach()
+
+    def _model_hook(self, module, args, output):
+        if self.active and self.want_output_grad() and isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(self._store_z_grad)
 
     def _hook(self, i):
         last = i == len(self.linears) - 1
@@ -33,7 +47,7 @@ class ActivationCapture:
                 return
             self.inputs[i] = inputs[0].detach()
             self.outputs[i] = output.detach()
-            if last and self.want_output_grad() and output.requires_grad:
+            if last and self.net is None and self.want_output_grad() and output.requires_grad:
                 output.register_hook(self._store_z_grad)
         return hook
 
@@ -55,7 +69,7 @@ class ActivationCapture:
         the first layer's dtype and device."""
         self.active, self.z_grad = capture, None
         if capture:
-            self.inputs, self.outputs = {}, {}
+            self.inputs, self.outputs, self.model_input = {}, {}, None
         try:
             with torch.enable_grad():
                 loss = closure()
@@ -77,6 +91,10 @@ class ActivationCapture:
     @property
     def batch_size(self):
         """Rows of the captured mini-batch."""
+        if self.net is not None:
+            if self.model_input is None:
+                raise RuntimeError("the closure did not run the network's forward pass; call net(xb) in it")
+            return self.model_input.shape[0]
         return self.inputs[0].shape[0]
 
     def forward(self, Wbar, n):
@@ -90,6 +108,13 @@ class ActivationCapture:
         s = [self.outputs[i][:n] for i in range(L)]
         return from_activations(Wbar, a, s, self.activations)
 
+    def module_pass(self, n):
+        """Any module: :func:`kfac_teach.module_pass.hooked_pass` of the model on the first ``n`` rows of
+        the captured input (one more forward of the model; the closure's graph is gone)."""
+        from .module_pass import hooked_pass
+        ref = self.linears[0].weight
+        return hooked_pass(self.net, self.model_input[:n], ref.dtype, self.linears)
+
     def release(self):
         """Drop the captured tensors (they would keep a forward pass's memory alive)."""
-        self.inputs, self.outputs, self.z_grad = {}, {}, None
+        self.inputs, self.outputs, self.z_grad, self.model_input = {}, {}, None, None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .backprop import backward
+from .backprop import Forward, backward
 from .losses import output_directions as output_directions_of
 from .schedules import epsilon
 
@@ -45,7 +45,8 @@ def output_directions(fw1, family, generator, batch_size, z_grad=None):
 def batch_moments(fw1, directions, tridiagonal):
     r"""Mini-batch :math:`\bar A_{i,j}`, :math:`G_{i,j}` on the rows of ``fw1`` (``j = i``, and ``i+1``
     if ``tridiagonal``), as ``{i: {j: matrix}}`` tables; one backward pass from ``directions``."""
-    g = [gi[:, 0, :] for gi in backward(fw1, directions)]
+    g = backward(fw1, directions) if isinstance(fw1, Forward) else fw1.backward(directions)
+    g = [gi[:, 0, :] for gi in g]
     a, n1 = fw1.a_bar, fw1.z.shape[0]
     L = len(a)
     A = {i: {i: a[i].T @ a[i] / n1} for i in range(L)}

@@ -1,10 +1,13 @@
-r"""Networks as chains of affine layers, and the paper's parameter order.
+r"""Networks of affine layers (chains, and any ``nn.Module`` of ``nn.Linear`` layers), and the paper's
+parameter order.
 
 Martens & Grosse (2015), Sec. 2.1: layer :math:`i` computes :math:`s_i = \bar W_i \bar a_{i-1}`,
 :math:`a_i = \phi_i(s_i)` with :math:`\bar a = [a; 1]`, so :math:`\bar W_i = [W_i \mid b_i]` keeps
 the bias as its **last column**.  The parameter vector stacks the layers,
 :math:`\theta = [\mathrm{vec}(\bar W_1); \dots; \mathrm{vec}(\bar W_\ell)]`, where ``vec`` stacks
-columns.  In this package layers are numbered from 0.
+columns.  In this package layers are numbered from 0.  For any ``nn.Module`` the layers are its
+``nn.Linear`` modules in ``net.modules()`` order (:func:`linear_layers`), and a layer without bias
+has :math:`\bar W = W` (no homogeneous coordinate in its :math:`\bar a`).
 """
 from __future__ import annotations
 
@@ -117,6 +120,16 @@ def chain(net) -> Chain:
     return Chain(tuple(linears), tuple(acts))
 
 
+def is_chain(net):
+    """Does ``net`` go through the batched chain path (:func:`chain` accepts it)?  Else it is run as
+    any module of ``nn.Linear`` layers (:mod:`kfac_teach.module_pass`)."""
+    try:
+        chain(net)
+    except TypeError:
+        return False
+    return True
+
+
 def vec(M):
     """Column-stacking ``vec`` (Sec. 2.1): ``vec(M) = M.T.reshape(-1)``; so ``vec(u vᵀ) = v ⊗ u``."""
     return M.transpose(-1, -2).reshape(*M.shape[:-2], -1)
@@ -129,23 +142,73 @@ def unvec(v, shape):
 
 
 def Wbar(layer):
-    r""":math:`\bar W = [W \mid b]` of one ``nn.Linear``, shape ``d_i × (d_{i-1}+1)`` (Sec. 2.1).
+    r""":math:`\bar W = [W \mid b]` of one ``nn.Linear``, shape ``d_i × (d_{i-1}+1)`` (Sec. 2.1);
+    just :math:`W` (``d_i × d_{i-1}``) for a layer without bias.
 
-    Not detached: autograd flows through it.  The one place the bias becomes the last column.
+    Not detached: autograd flows through it.  The one place the bias becomes the last column.  Always a
+    new tensor (a copy of ``W`` without bias), so in-place updates of the layer never change it.
     """
+    if layer.bias is None:
+        return layer.weight.clone()
     return torch.cat([layer.weight, layer.bias[:, None]], 1)
 
 
 def Wbar_grad(layer):
     r""":math:`\nabla_{\bar W} = [\nabla_W \mid \nabla_b]` of one ``nn.Linear`` (its ``.grad``\ s)."""
-    if layer.weight.grad is None or layer.bias.grad is None:
+    if layer.weight.grad is None or (layer.bias is not None and layer.bias.grad is None):
         raise RuntimeError("a parameter has no gradient: call loss.backward() first")
+    if layer.bias is None:
+        return layer.weight.grad.clone()
     return torch.cat([layer.weight.grad, layer.bias.grad[:, None]], 1)
 
 
+def linear_layers(net):
+    r"""The ``nn.Linear`` layers of any ``nn.Module``, in the order of ``net.modules()``: layer ``i``
+    of θ (Sec. 2.1; numbered from 0).
+
+    ``net`` may compute anything with them (skip connections, non-``Sequential`` code), but every
+    **trainable** parameter must sit in an ``nn.Linear``: otherwise ``TypeError`` naming the module
+    path and type (freeze it with ``requires_grad_(False)``).  Two layers sharing a parameter tensor
+    (tied weights) raise ``ValueError``; a layer *called* twice is refused when the pass runs
+    (:func:`kfac_teach.module_pass.hooked_pass`).  Frozen ``nn.Linear`` layers still count as layers.
+    """
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"expected a torch.nn.Module, got {type(net).__name__}")
+    for path, m in net.named_modules():
+        if isinstance(m, nn.Linear):
+            continue
+        for name, p in m.named_parameters(recurse=False):
+            if p.requires_grad:
+                where = f"net.{path}" if path else "net"
+                raise TypeError(
+                    f"{where} ({type(m).__name__}) has the trainable parameter {name!r}: kfac_teach handles "
+                    f"models whose trainable parameters all sit in nn.Linear layers (any forward: skip "
+                    f"connections, elementwise functions, parameter-free modules). Freeze it with "
+                    f"{where}.requires_grad_(False) or replace the module. Convolutions need the KFC "
+                    f"approximation of Grosse & Martens (2016), not implemented here (future work)")
+    linears = tuple(m for m in net.modules() if isinstance(m, nn.Linear))
+    if not linears:
+        raise TypeError(f"{type(net).__name__} has no nn.Linear layer")
+    seen = {}
+    for i, layer in enumerate(linears):
+        for p in layer.parameters():
+            if id(p) in seen:
+                raise ValueError(f"layers {seen[id(p)]} and {i} share a parameter tensor (tied weights); "
+                                 f"each nn.Linear must own its W and b (θ would list the tensor twice)")
+            seen[id(p)] = i
+    return linears
+
+
+def layer_shapes(net):
+    """Shapes of the :math:`\bar W_i` of :func:`linear_layers`: ``(d_i, d_{i-1}+1)``, or
+    ``(d_i, d_{i-1})`` for a layer without bias."""
+    return tuple((l.out_features, l.in_features + (l.bias is not None)) for l in linear_layers(net))
+
+
 def parameters(net):
-    """The trainable tensors in paper order: ``[W_0, b_0, W_1, b_1, ...]`` of the chain's layers."""
-    return [p for layer in chain(net).linears for p in (layer.weight, layer.bias)]
+    """The tensors in paper order: ``[W_0, b_0, W_1, b_1, ...]`` of :func:`linear_layers` (no ``b_i``
+    for a layer without bias)."""
+    return [p for layer in linear_layers(net) for p in (layer.weight, layer.bias) if p is not None]
 
 
 def block_offsets(block_sizes):
@@ -158,7 +221,7 @@ def block_offsets(block_sizes):
 
 def paper_blocks(net):
     r"""The per-layer :math:`\bar W_i = [W_i \mid b_i]` (detached), shape ``d_i × (d_{i-1}+1)``."""
-    return [Wbar(l).detach() for l in chain(net).linears]
+    return [Wbar(l).detach() for l in linear_layers(net)]
 
 
 def flatten(blocks):
@@ -182,9 +245,11 @@ def split_paper_vector(theta, shapes):
 
 def load_paper_vector(net, theta):
     """Write a paper-order ``theta`` into ``net``'s weights and biases (inverse of :func:`paper_vector`)."""
-    c = chain(net)
     with torch.no_grad():
-        for layer, Wbar in zip(c.linears, split_paper_vector(theta, c.shapes)):
+        for layer, Wbar in zip(linear_layers(net), split_paper_vector(theta, layer_shapes(net))):
+            if layer.bias is None:
+                layer.weight.copy_(Wbar)
+                continue
             layer.weight.copy_(Wbar[:, :-1])
             layer.bias.copy_(Wbar[:, -1])
     return net

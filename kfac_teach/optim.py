@@ -60,7 +60,7 @@ from .kfac_inverse import STRUCTURES, gamma_candidates
 from .kfac_state import KFACState
 from .kfac_statistics import batch_moments, output_directions
 from .losses import get_loss
-from .nets import Wbar, Wbar_grad, chain, parameters
+from .nets import Wbar, Wbar_grad, chain, is_chain, layer_shapes, linear_layers, parameters
 from .schedules import OMEGA1, OMEGA2, lm_rule
 from .update import apply_update, best_update, objective_change, proposal, reduction_ratio
 
@@ -69,7 +69,7 @@ FISHERS = ("true", "empirical")
 
 
 class KFAC(torch.optim.Optimizer):
-    r"""K-FAC (Martens & Grosse 2015, Algorithm 2) for a chain of ``nn.Linear`` layers.
+    r"""K-FAC (Martens & Grosse 2015, Algorithm 2) for any ``nn.Module`` of ``nn.Linear`` layers.
 
     Used like ``torch.optim.LBFGS``::
 
@@ -85,7 +85,14 @@ class KFAC(torch.optim.Optimizer):
     the family ``loss``; the optimizer may call it a second time (for ρ, every ``T1`` steps).
 
     Args:
-        net: :class:`kfac_teach.MLP` or ``nn.Sequential`` chain (else ``TypeError``).
+        net: any ``nn.Module`` whose trainable parameters all sit in ``nn.Linear`` layers (else
+            ``TypeError`` naming the module; :func:`kfac_teach.nets.linear_layers`), with or without
+            bias.  A chain (:class:`kfac_teach.MLP`, ``nn.Sequential``) reuses the captured
+            activations (batched Algorithm 1); any other module is called as ``net(x)`` with one
+            tensor, and each step runs it once more on the first ``max(|S_1|, |S_2|)`` rows with hooks
+            (:func:`kfac_teach.module_pass.hooked_pass`) for the statistics' backward pass and the
+            exact-F products (``torch.func.jvp``).  ``structure="block_tridiagonal"`` then couples
+            neighbours in layer order (an assumption, see :class:`kfac_teach.BlockTridiagonalInverse`).
         loss: ``"cross_entropy"``, ``"bernoulli"`` or ``"gaussian"`` (as :func:`exact_fisher`).
         structure: ``"block_diagonal"`` (Sec. 4.2, recommended by the paper) or ``"block_tridiagonal"``.
         mode: ``"adaptive"`` (Algorithm 2) or ``"simple"`` (fixed ``lr``, ``momentum``, damping).
@@ -130,7 +137,10 @@ class KFAC(torch.optim.Optimizer):
                  weight_decay=1e-5, lr=0.1, momentum=0.9, fisher="true", T1=5, T2=20, T3=20,
                  tau1=1 / 8, tau2=1 / 4, omega1=OMEGA1, omega2=OMEGA2, gamma_bounds=None, pi="trace",
                  generator=None, rescale=True):
-        self.chain = chain(net)
+        # a chain runs the batched Algorithm 1 on the captured activations; any other module of
+        # nn.Linear layers one more hooked forward on S_1 ∪ S_2 and torch.func products (module_pass)
+        self.chain = chain(net) if is_chain(net) else None
+        self.linears = linear_layers(net)
         self.family = get_loss(loss)
         _check_choice("structure", structure, tuple(STRUCTURES))
         _check_choice("mode", mode, MODES)
@@ -146,15 +156,16 @@ class KFAC(torch.optim.Optimizer):
                         gamma_bounds=None if gamma_bounds is None else tuple(map(float, gamma_bounds)),
                         pi=pi)
         super().__init__(parameters(net), defaults)
-        ref = self.chain.linears[0].weight
+        ref = self.linears[0].weight
         if generator is None:
             seed = int(torch.randint(2 ** 62, (1,)))
             generator = torch.Generator(device=ref.device).manual_seed(seed)
         self.generator = generator
-        self.capture = ActivationCapture(self.chain.linears, self.chain.activations,
-                                         lambda: self.settings["fisher"] == "empirical")
+        self.capture = ActivationCapture(self.linears, None if self.chain is None else self.chain.activations,
+                                         lambda: self.settings["fisher"] == "empirical",
+                                         net=None if self.chain is not None else net)
         s = self.settings
-        self.kfac_state = KFACState.initial(s["damping"], s["weight_decay"], self.chain.shapes, ref)
+        self.kfac_state = KFACState.initial(s["damping"], s["weight_decay"], layer_shapes(net), ref)
         self.info = {}
 
     @property
@@ -179,13 +190,14 @@ class KFAC(torch.optim.Optimizer):
         s, st, k = self.settings, self.kfac_state, self.kfac_state.k
         # 3. forward and backward pass on S′ (the hooks keep a_{i-1}, s_i): ∇h = ∇loss + ηθ
         loss = self.capture.run(closure, capture=True)
-        theta = [Wbar(layer) for layer in self.chain.linears]
-        grad = [Wbar_grad(layer) + s["weight_decay"] * W for layer, W in zip(self.chain.linears, theta)]
+        theta = [Wbar(layer) for layer in self.linears]
+        grad = [Wbar_grad(layer) + s["weight_decay"] * W for layer, W in zip(self.linears, theta)]
         if not _all_finite(loss, grad):
             return self._skip(loss, k)
         m = self.capture.batch_size
         n1, n2 = _subset_size(s["tau1"], m), _subset_size(s["tau2"], m)
-        fw = self.capture.forward(theta, max(n1, n2) if s["mode"] == "adaptive" else n1)
+        rows = max(n1, n2) if s["mode"] == "adaptive" else n1
+        fw = self.capture.forward(theta, rows) if self.chain is not None else self.capture.module_pass(rows)
         # 4.-5. extra backward pass on S_1 from sampled targets; ε-averages of Ā_{i,j}, G_{i,j}
         fw1 = fw.rows(n1)
         z_grad = self.capture.output_grad() if s["fisher"] == "empirical" else None
@@ -215,7 +227,7 @@ class KFAC(torch.optim.Optimizer):
                          st.lambda_ + s["weight_decay"], rescale=rescale)
         st.inverse.choose(inverses[up.best], st.statistics, gammas[up.best], k, s["T3"])
         st.gamma = gammas[up.best]
-        apply_update(self.settings["params"], up.delta)
+        apply_update(self.settings["params"], up.delta, self._has_bias())
         # 9. if k ≡ 0 (mod T1): ρ from h(θ + δ) on S′, then the LM rule for λ
         rho = torch.full_like(up.model_change, math.nan)
         if k % s["T1"] == 0:
@@ -234,7 +246,7 @@ class KFAC(torch.optim.Optimizer):
         st.inverse.choose(inverse, st.statistics, st.gamma, k, s["T3"])
         Delta = proposal(inverse, grad)
         delta = [s["lr"] * D + s["momentum"] * d0 for D, d0 in zip(Delta, st.delta0)]
-        apply_update(self.settings["params"], delta)
+        apply_update(self.settings["params"], delta, self._has_bias())
         const = lambda x: torch.tensor(x, dtype=grad[0].dtype, device=grad[0].device)
         return delta, dict(self._lambda_info(), alpha=const(s["lr"]), mu=const(s["momentum"]),
                            rho=const(math.nan), model_change=const(math.nan))
@@ -257,6 +269,10 @@ class KFAC(torch.optim.Optimizer):
         self.capture.release()
         return loss
 
+    def _has_bias(self):
+        """``None`` for a chain (every layer has a bias), else per layer whether it has one."""
+        return None if self.chain is not None else [layer.bias is not None for layer in self.linears]
+
     def _lambda_info(self):
         return {"lambda": self.kfac_state.lambda_, "gamma": self.kfac_state.gamma}
 
@@ -276,7 +292,7 @@ class KFAC(torch.optim.Optimizer):
         kst = dict(state_dict.pop("kfac"))
         super().load_state_dict(state_dict)
         self.generator.set_state(kst.pop("generator"))
-        self.kfac_state = KFACState.from_dict(kst, self.chain.linears[0].weight)
+        self.kfac_state = KFACState.from_dict(kst, self.linears[0].weight)
 
 
 def _all_finite(loss, grad):

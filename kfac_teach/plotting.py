@@ -166,30 +166,37 @@ def matrix_panels(mats, titles=None, block_sizes=None, layers=None, log=False, c
     return fig, list(axes), {"vmax": vmax, "images": images, "pool": pool}
 
 
-def block_average_image(ax, M, layers=None, title=None, fmt="{:.2g}", vmax=None):
-    """The ``L × L`` mean absolute block entries (Fig. 3, right), annotated with their values.
+def block_average_image(ax, M, layers=None, title=None, fmt="{:.2g}", vmax=None, cmap="mako", xlabel=None,
+                        ylabel=None):
+    """The ``L × L`` mean absolute block entries (Fig. 3, right) as an annotated seaborn heatmap.
 
     ``M`` is a :class:`~kfac_teach.BlockMatrix` (its :meth:`block_abs_mean` is used) or an
-    ``L × L`` array already averaged.
+    ``L × L`` array already averaged (its absolute values are shown).  Each cell is written in with
+    ``fmt`` (a ``str.format`` pattern); colour from 0 to ``vmax`` (default: the largest entry).
+    Rows and columns are labelled by ``layers``.  Returns the heatmap's ``QuadMesh`` (its
+    ``get_array()`` is the table).
     """
+    import seaborn as sns
+
     if hasattr(M, "block_abs_mean"):
         layers = layers if layers is not None else M.layers
         M = M.block_abs_mean()
     B = np.abs(to_numpy(M))
-    vmax = float(B.max()) if vmax is None else vmax
-    im = ax.imshow(B, cmap=CMAP, vmin=0.0, vmax=vmax if vmax > 0 else 1.0, interpolation="none")
-    for r in range(B.shape[0]):
-        for c in range(B.shape[1]):
-            ax.text(c, r, fmt.format(B[r, c]), ha="center", va="center", fontsize=7,
-                    color="black" if B[r, c] > 0.5 * vmax else "white")
-    ticks = list(range(B.shape[0]))
-    labels = [str(l) for l in (layers if layers is not None else ticks)]
-    ax.set_xticks(ticks, labels)
-    ax.set_yticks(ticks, labels)
+    vmax = float(B.max()) if vmax is None else float(vmax)
+    labels = [str(l) for l in (layers if layers is not None else range(B.shape[0]))]
+    annot = np.array([[fmt.format(v) for v in row] for row in B])
+    sns.heatmap(B, ax=ax, annot=annot, fmt="", cmap=cmap, vmin=0.0, vmax=vmax if vmax > 0 else 1.0,
+                cbar=False, square=True, linewidths=0.5, linecolor="white",
+                xticklabels=labels, yticklabels=labels, annot_kws={"fontsize": 7})
     ax.tick_params(length=0)
+    ax.set_yticklabels(labels, rotation=0)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    return im
+    return ax.collections[-1]
 
 
 def chain_graph(ax, layers, kind="undirected", title=None):

@@ -61,7 +61,8 @@ def jvp_output(fw, directions):
 
 def fisher_gram(fw, family, directions):
     r"""The ``k × k`` matrix :math:`[u_a^\top F u_b]` of the exact Fisher on the batch of ``fw``."""
-    BJ = family.fisher_sqrt(fw.z[:, None, :], jvp_output(fw, directions))  # (N, k, C)
+    J = jvp_output(fw, directions) if hasattr(fw, "Wbar") else fw.jvp(directions)  # any module: torch.func
+    BJ = family.fisher_sqrt(fw.z[:, None, :], J)  # (N, k, C)
     return torch.einsum("nac,nbc->ab", BJ, BJ) / fw.z.shape[0]
 
 

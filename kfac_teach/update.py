@@ -89,11 +89,15 @@ def combine(coeffs, directions):
 
 
 @torch.no_grad()
-def apply_update(params, delta):
+def apply_update(params, delta, has_bias=None):
     r""":math:`\bar W_i \leftarrow \bar W_i + \delta_i` in place, one fused call: ``params`` in paper
     order ``[W_0, b_0, W_1, ...]`` (:func:`kfac_teach.nets.parameters`), ``delta`` per layer in the
-    :math:`\bar W` layout (cast to the parameters' dtype and device)."""
-    steps = [x for d in delta for x in (d[:, :-1], d[:, -1])]
+    :math:`\bar W` layout (cast to the parameters' dtype and device); ``has_bias`` per layer (default:
+    all; a layer without bias has no ``b_i`` and :math:`\delta_i` is its whole step)."""
+    if has_bias is None:
+        steps = [x for d in delta for x in (d[:, :-1], d[:, -1])]
+    else:
+        steps = [x for d, b in zip(delta, has_bias) for x in ((d[:, :-1], d[:, -1]) if b else (d,))]
     torch._foreach_add_(params, [x.to(p) for x, p in zip(steps, params)])
 
 

@@ -43,21 +43,28 @@ def as_double(net):
     return copy.deepcopy(net).double()
 
 
+def is_chain(net):
+    return isinstance(net, nn.Sequential) or hasattr(net, "activations")
+
+
 def linears(net):
-    return [m for m in chain(net) if isinstance(m, nn.Linear)]
+    """The Linear layers: the chain's in forward order, any other module's in net.modules() order."""
+    if is_chain(net):
+        return [m for m in chain(net) if isinstance(m, nn.Linear)]
+    return [m for m in net.modules() if isinstance(m, nn.Linear)]
 
 
 def params_paper(net):
-    """[W_0, b_0, W_1, b_1, ...] of the Linear layers."""
+    """[W_0, b_0, W_1, b_1, ...] of the Linear layers (no b_i for a layer without bias)."""
     out = []
     for lin in linears(net):
-        out += [lin.weight, lin.bias]
+        out += [lin.weight] if lin.bias is None else [lin.weight, lin.bias]
     return out
 
 
 def layer_sizes(net):
-    """(d_out, d_in + 1) per Linear layer, i.e. the shape of W̄_i."""
-    return [(lin.out_features, lin.in_features + 1) for lin in linears(net)]
+    """(d_out, d_in + 1) per Linear layer (d_in without bias), i.e. the shape of W̄_i."""
+    return [(lin.out_features, lin.in_features + (lin.bias is not None)) for lin in linears(net)]
 
 
 def block_sizes(net):
@@ -78,9 +85,20 @@ def bar(W, b):
     return torch.cat([W, b[:, None]], dim=1)
 
 
-def paper_grad_from_param_grads(grads):
-    """[dW_0, db_0, dW_1, db_1, ...] -> paper-order vector cat_i vec([dW_i | db_i])."""
-    return torch.cat([vec(bar(grads[2 * k], grads[2 * k + 1])) for k in range(len(grads) // 2)])
+def paper_grad_from_param_grads(grads, net=None):
+    """[dW_0, db_0, dW_1, db_1, ...] -> paper-order vector cat_i vec([dW_i | db_i]) (vec(dW_i) for a
+    layer of ``net`` without bias)."""
+    if net is None:
+        return torch.cat([vec(bar(grads[2 * k], grads[2 * k + 1])) for k in range(len(grads) // 2)])
+    out, k = [], 0
+    for lin in linears(net):
+        if lin.bias is None:
+            out.append(vec(grads[k]))
+            k += 1
+        else:
+            out.append(vec(bar(grads[k], grads[k + 1])))
+            k += 2
+    return torch.cat(out)
 
 
 def layer_slices(net, layers=None):
@@ -107,6 +125,8 @@ def forward_record(net64, x):
     Returns (z, a_bars, s): z the output (C,), a_bars[i] = ā_{i-1} = [input of layer i; 1],
     s[i] = pre-activation of layer i (part of the autograd graph).
     """
+    if not is_chain(net64):
+        return _forward_record_hooks(net64, x)
     h = x[None, :]
     a_bars, s = [], []
     for m in chain(net64):
@@ -117,6 +137,26 @@ def forward_record(net64, x):
         else:
             h = m(h)
     return h[0], a_bars, s
+
+
+def _forward_record_hooks(net64, x):
+    """forward_record for any module: forward hooks on its Linear layers (net.modules() order)."""
+    lins = linears(net64)
+    a_bars, s = [None] * len(lins), [None] * len(lins)
+
+    def hook(k):
+        def f(module, args, out):
+            a = args[0][0].detach()
+            a_bars[k] = a if module.bias is None else torch.cat([a, a.new_ones(1)])
+            s[k] = out
+        return f
+    handles = [lin.register_forward_hook(hook(k)) for k, lin in enumerate(lins)]
+    try:
+        z = net64(x[None, :].requires_grad_(True))
+    finally:
+        for h in handles:
+            h.remove()
+    return z[0], a_bars, s
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,7 +191,7 @@ def per_sample_grad(net64, x, loss, y):
     """Paper-order gradient of L(y, f(x, θ)) for one input (via net64(x), the net's own forward)."""
     z = net64(x[None, :])[0]
     L = loss_value(loss, z, y)
-    return paper_grad_from_param_grads(torch.autograd.grad(L, params_paper(net64)))
+    return paper_grad_from_param_grads(torch.autograd.grad(L, params_paper(net64)), net64)
 
 
 def jacobian(net64, x):
@@ -160,7 +200,7 @@ def jacobian(net64, x):
     rows = []
     for k in range(z.shape[0]):
         g = torch.autograd.grad(z[k], params_paper(net64), retain_graph=True)
-        rows.append(paper_grad_from_param_grads(g))
+        rows.append(paper_grad_from_param_grads(g, net64))
     return torch.stack(rows)
 
 

@@ -22,7 +22,7 @@ entry_points = pytest.mark.parametrize("fn", list(ENTRY_POINTS.values()), ids=li
 @entry_points
 def test_conv_inside_sequential_is_a_type_error(fn):
     net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Conv1d(1, 1, 1))
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"net\.2 \(Conv1d\)"):
         fn(net, torch.randn(5, 4))
 
 
@@ -33,10 +33,14 @@ def test_something_that_is_not_a_module_is_a_type_error(fn):
 
 
 @entry_points
-def test_linear_without_bias_is_rejected(fn):
+def test_linear_without_bias_is_supported(fn):
+    """Issue 12: a layer without bias has W̄ = W (no homogeneous coordinate), no longer an error."""
     net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2, bias=False))
-    with pytest.raises((TypeError, ValueError), match="(?i)bias"):
-        fn(net, torch.randn(5, 4))
+    out = fn(net, torch.randn(5, 4))
+    if fn is kfac_teach.exact_fisher:
+        assert out.dense.shape == (15 + 6, 15 + 6)
+    else:
+        assert out.A[1][1].shape == (3, 3) and out.A[0][1].shape == (5, 3)
 
 
 @entry_points

@@ -92,14 +92,14 @@ def test_damping_explorer_reports_cosines(setup):
     ex = kw.damping_explorer(setup, dampings=grid)
     assert ex.values()["damping"] == 1e-2
     n = ex.result["numbers"]
-    assert -1 <= n["cos(u, u*)"] <= 1 and n["‖u − u*‖/‖u*‖"] >= 0
-    before = n["cos(u, u*)"]
+    assert -1 <= n["cos(Δ, u*)"] <= 1 and 0 <= n["fraction of optimal decrease"] <= 1
+    before = n["cos(Δ, u*)"]
     ex.controls["approximation"].value = "block-diagonal"
     ex.controls["damping"].value = 1e-1
     assert ex.redraws == 3
     u = lessons.update_directions(setup, 1e-1, "trace")
-    assert ex.result["numbers"]["cos(u, u*)"] == pytest.approx(lessons.cosine(u["block-diagonal"], u["F"]))
-    assert ex.result["numbers"]["cos(u, u*)"] != before
+    assert ex.result["numbers"]["cos(Δ, u*)"] == pytest.approx(lessons.cosine(u["block-diagonal"], u["F"]))
+    assert ex.result["numbers"]["cos(Δ, u*)"] != before
     ex.controls["pi"].value = 1.0
     assert ex.result["numbers"]["π rule"] == "1.0"
 
