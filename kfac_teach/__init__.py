@@ -18,7 +18,8 @@ from .blockmatrix import BlockMatrix
 from .factors import KroneckerFactors, factors_from_pass, kronecker_factors, kronecker_fisher
 from .fisher import exact_fisher, fisher_from_pass
 from .gradients import PerExampleGradients, per_example_gradients
-from .inverses import BlockDiagonalInverse, BlockTridiagonalInverse, KroneckerSumInverse, pi_rule
+from .inverses import (BlockDiagonalInverse, BlockTridiagonalInverse, KroneckerSumInverse,
+                       SingularFactorError, pi_rule)
 from .kfac_state import KFACState
 from .nets import (MLP, Wbar, flatten, layer_shapes, linear_layers, load_paper_vector, paper_blocks, paper_vector,
                    unvec, vec)
@@ -35,7 +36,8 @@ __all__ = [
     "PerExampleGradients", "per_example_gradients", "exact_fisher", "fisher_from_pass", "BlockMatrix",
     "KroneckerFactors", "kronecker_factors", "factors_from_pass", "kronecker_fisher",
     # inverses (Sec. 4, App. B, Sec. 6.3)
-    "BlockDiagonalInverse", "BlockTridiagonalInverse", "KroneckerSumInverse", "pi_rule",
+    "BlockDiagonalInverse", "BlockTridiagonalInverse", "KroneckerSumInverse", "SingularFactorError",
+    "pi_rule",
     # more approximations to compare with: diag(F), Adam-style diagonal, EKFAC
     "fisher_diagonal", "diagonal_from_pass", "DiagonalInverse", "AdamDiagonal", "EKFAC", "ekfac",
     # the optimizer (Algorithm 2) and its schedules (Secs. 5, 6.5, 13)

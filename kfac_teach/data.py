@@ -358,6 +358,10 @@ def mnist(path_images, path_labels=None, split="train"):
     return X, lab.long()
 
 
+#: The fixed seed of the permutation that un-sorts :func:`mnist_sample` for ``"mnist_sample"``.
+MNIST_SAMPLE_SHUFFLE_SEED = 0
+
+
 def autoencoder_data(problem="digits", *, n=None, mnist_path=None, seed=0):
     """Training inputs of an autoencoder problem; the targets are the inputs (Sec. 13).
 
@@ -365,6 +369,9 @@ def autoencoder_data(problem="digits", *, n=None, mnist_path=None, seed=0):
     * ``"curves"``: :func:`curves` (20,000 re-generated 28×28 images, seeded by ``seed``).
     * ``"mnist"``: the 60,000 MNIST training images from ``mnist_path`` (file or folder, see
       :func:`mnist`); a clear ``FileNotFoundError`` without it.
+    * ``"mnist_sample"``: the 5,000 real 28×28 MNIST digits of :func:`mnist_sample` (no download),
+      shuffled by a fixed permutation (:data:`MNIST_SAMPLE_SHUFFLE_SEED`, the same whatever
+      ``seed``) since the file is sorted by class: the first ``n`` cases then hold every class.
 
     ``n`` keeps the first ``n`` cases (for quick runs).  Returns float32 ``X`` of shape ``(N, D)``.
     """
@@ -378,6 +385,9 @@ def autoencoder_data(problem="digits", *, n=None, mnist_path=None, seed=0):
                                     "folder with train-images-idx3-ubyte[.gz], or the file itself); "
                                     "kfac_teach never downloads data")
         X = mnist(mnist_path)[0]
+    elif problem == "mnist_sample":
+        X = mnist_sample(28)[0]
+        X = X[torch.randperm(len(X), generator=torch.Generator().manual_seed(MNIST_SAMPLE_SHUFFLE_SEED))]
     else:
-        raise ValueError(f"unknown problem {problem!r}; choose 'digits', 'curves' or 'mnist'")
+        raise ValueError(f"unknown problem {problem!r}; choose 'digits', 'curves', 'mnist' or 'mnist_sample'")
     return X if n is None else X[:int(n)]

@@ -8,6 +8,10 @@ Damping (Eq. 7 with :math:`\gamma = \sqrt{\lambda}`):
 :math:`\bar A_{i-1,i-1} \to \bar A_{i-1,i-1} + \pi_i\gamma I`, :math:`G_{i,i} \to G_{i,i} + (\gamma/\pi_i) I`,
 with :math:`\pi_i = \sqrt{(\mathrm{tr}\,\bar A/\dim\bar A)/(\mathrm{tr}\,G/\dim G)}` (trace norm, the
 paper's recommendation), the Frobenius-norm variant of the released code, or a given number.
+
+A damped factor that has no inverse (``damping=0`` with a singular factor, e.g. the softmax
+output's :math:`G`, of rank :math:`C-1`) raises :class:`SingularFactorError`, which names the layer
+and the factor and says to use ``damping > 0``.
 """
 from __future__ import annotations
 
@@ -46,13 +50,61 @@ def _check_damping(damping, positive=False):
     return float(damping)
 
 
+class SingularFactorError(torch.linalg.LinAlgError, ValueError):
+    """A (damped) Kronecker factor is singular or not positive definite, so it has no inverse.
+
+    Raised instead of torch's bare Cholesky ``LinAlgError`` (it is still one, and a ``ValueError``);
+    the message names the layer and the factor (Ā or G) and says to use ``damping > 0``.
+    """
+
+
+def _factor_name(layer, factor):
+    if factor == "A":
+        return f"Ā of layer {layer} (A[{layer}][{layer}], layers counted from 0: the moments of its inputs)"
+    if factor == "G":
+        return f"G of layer {layer} (G[{layer}][{layer}], layers counted from 0: the moments of its output derivatives)"
+    return f"{factor}"
+
+
+def _singular(what, damping, detail):
+    damped = f"with damping {damping:g} (γ = {math.sqrt(damping):g})" if damping else "undamped (damping=0)"
+    return SingularFactorError(
+        f"the factor {what}, {damped}, has no inverse: {detail}. Undamped factors are often singular "
+        f"(the softmax output's G has rank C−1; Ā has rank at most the number of cases, and a constant "
+        f"input makes it singular): use damping > 0{' (a larger one)' if damping else ''} "
+        f"(factored Tikhonov damping, Sec. 6.3)")
+
+
+def _numerically_singular(M):
+    """Is the symmetric ``M`` singular to working precision (smallest eigenvalue ≤ n·eps·largest)?"""
+    ev = torch.linalg.eigvalsh(M)
+    return bool(ev[0] <= M.shape[0] * torch.finfo(M.dtype).eps * ev[-1].abs())
+
+
+def factor_cholesky(M, what="the matrix", damping=None):
+    r"""Cholesky factor ``L`` of a damped Kronecker factor, or :class:`SingularFactorError` naming ``what``.
+
+    Cholesky only fails on matrices that are not positive definite in floating point; an undamped
+    (``damping == 0``) factor that is merely singular to working precision (e.g. the softmax
+    :math:`G`, whose smallest eigenvalue is ~1e-17) is also refused, checked with one ``eigvalsh``
+    (only when undamped: damped factors cost no extra work or host sync).
+    """
+    try:
+        L = torch.linalg.cholesky(M)
+    except torch.linalg.LinAlgError as e:
+        raise _singular(what, damping or 0.0, "it is not positive definite (Cholesky failed)") from e
+    if damping == 0 and _numerically_singular(M):
+        raise _singular(what, 0.0, "it is singular to working precision")
+    return L
+
+
 def _eye(M):
     return torch.eye(M.shape[0], dtype=M.dtype, device=M.device)
 
 
-def sym_inverse(M):
-    """Inverse of a symmetric positive definite matrix via Cholesky."""
-    return torch.cholesky_inverse(torch.linalg.cholesky(M))
+def sym_inverse(M, what="the matrix", damping=None):
+    """Inverse of a symmetric positive definite matrix via Cholesky (:func:`factor_cholesky`)."""
+    return torch.cholesky_inverse(factor_cholesky(M, what, damping))
 
 
 def damped_factors(factors, i, gamma, pi="trace"):
@@ -87,11 +139,13 @@ class BlockDiagonalInverse:
             if tikhonov == "factored":
                 Ad, Gd, p = damped_factors(factors, i, self.gamma, pi)
                 self.pi.append(p)
-                self.A_inv.append(sym_inverse(Ad))
-                self.G_inv.append(sym_inverse(Gd))
+                self.A_inv.append(sym_inverse(Ad, _factor_name(i, "A"), self.damping))
+                self.G_inv.append(sym_inverse(Gd, _factor_name(i, "G"), self.damping))
             else:
                 dA, QA = torch.linalg.eigh(factors.A[i][i])
                 dG, QG = torch.linalg.eigh(factors.G[i][i])
+                if self.damping == 0:
+                    _check_exact_undamped(dA, dG, i)
                 self.eig.append((QA, QG, 1.0 / (dG[:, None] * dA[None, :] + self.damping)))
 
     def apply(self, grads):
@@ -121,28 +175,31 @@ class KroneckerSumInverse:
     gives the same :math:`S` and an equally valid :math:`K`):
     :math:`(A\otimes B + \sigma C\otimes D)^{-1} = (K_1\otimes K_2)(I + \sigma S_1\otimes S_2)^{-1}(K_1\otimes K_2)^\top`,
     applied to :math:`\mathrm{vec}(V)` as :math:`K_2[(K_2^\top V K_1)\oslash(\mathbf 1\mathbf 1^\top + \sigma s_2 s_1^\top)]K_1^\top`.
+
+    ``names`` (for messages): what ``A`` and ``B`` are; a ``SingularFactorError`` names them when
+    one is not positive definite.
     """
 
-    def __init__(self, A, B, C, D, sign=-1):
+    def __init__(self, A, B, C, D, sign=-1, names=("A", "B"), damping=None):
         if sign not in (-1, 1):
             raise ValueError(f"sign must be +1 or -1, got {sign!r}")
         self.sign = sign
-        self.K1, self.s1 = self._whitened_eig(A, C)
-        self.K2, self.s2 = self._whitened_eig(B, D)
+        self.K1, self.s1 = self._whitened_eig(A, C, names[0], damping)
+        self.K2, self.s2 = self._whitened_eig(B, D, names[1], damping)
         self.denom = 1 + sign * self.s2[:, None] * self.s1[None, :]
 
     @staticmethod
-    def _whitened_eig(A, C):
+    def _whitened_eig(A, C, name="A", damping=None):
         r"""``K`` with :math:`K^\top A K = I` and :math:`K^\top C K = \mathrm{diag}(s)`.
 
         The paper whitens with :math:`A^{-1/2}`; any whitening gives the same inverse, and the
         Cholesky factor :math:`A = LL^\top` costs one eigendecomposition less:
         :math:`L^{-1}CL^{-\top} = ESE^\top`, :math:`K = L^{-\top}E`.
         """
-        L = torch.linalg.cholesky(A)
+        L = factor_cholesky(A, name, damping)
         Li_C = torch.linalg.solve_triangular(L, C, upper=False)
         M = torch.linalg.solve_triangular(L, Li_C.T, upper=False)
-        s, E = torch.linalg.eigh((M + M.T) / 2)
+        s, E = _symmetric_eigh((M + M.T) / 2)
         return torch.linalg.solve_triangular(L.T, E, upper=True), s
 
     def apply(self, V):
@@ -199,14 +256,17 @@ class BlockTridiagonalInverse:
         self.Psi_A, self.Psi_G, self.Sigma_cond = [], [], []
         for k, i in enumerate(L[:-1]):
             # Psi^A = A_{i,i+1} Ad_{i+1}^{-1}  (Ad symmetric, so solve and transpose)
-            PA = torch.linalg.solve(Ad[k + 1], factors.A[i][i + 1].T).T
-            PG = torch.linalg.solve(Gd[k + 1], factors.G[i][i + 1].T).T
+            PA = _solve(Ad[k + 1], factors.A[i][i + 1].T, _factor_name(i + 1, "A"), self.damping).T
+            PG = _solve(Gd[k + 1], factors.G[i][i + 1].T, _factor_name(i + 1, "G"), self.damping).T
             self.Psi_A.append(PA)
             self.Psi_G.append(PG)
             C = PA @ factors.A[i + 1][i]
             D = PG @ factors.G[i + 1][i]
-            self.Sigma_cond.append(KroneckerSumInverse(Ad[k], Gd[k], (C + C.T) / 2, (D + D.T) / 2, -1))
-        self.A_last_inv, self.G_last_inv = sym_inverse(Ad[-1]), sym_inverse(Gd[-1])
+            self.Sigma_cond.append(KroneckerSumInverse(
+                Ad[k], Gd[k], (C + C.T) / 2, (D + D.T) / 2, -1,
+                names=(_factor_name(i, "A"), _factor_name(i, "G")), damping=self.damping))
+        self.A_last_inv = sym_inverse(Ad[-1], _factor_name(L[-1], "A"), self.damping)
+        self.G_last_inv = sym_inverse(Gd[-1], _factor_name(L[-1], "G"), self.damping)
 
     def apply(self, grads):
         """:math:`\\Xi^\\top\\Lambda\\Xi v` in matrix form (notes §6.2), per-layer in and out."""
@@ -230,6 +290,42 @@ class BlockTridiagonalInverse:
         Lam = torch.block_diag(*[S.dense() for S in self.Sigma_cond],
                                torch.kron(self.A_last_inv, self.G_last_inv))
         return Xi.T @ Lam @ Xi
+
+
+def _symmetric_eigh(M):
+    """``torch.linalg.eigh``, redone in float64 where the float32 LAPACK routine fails or returns NaN.
+
+    Seen on the CPU with the whitened Ā of the first layer of the MNIST autoencoder (785 × 785: the
+    ~70 border pixels that are 0 in every digit give a large repeated eigenvalue 0).  One host sync
+    per call (the finiteness check), i.e. per inverse rebuild, not per step.
+    """
+    try:
+        s, E = torch.linalg.eigh(M)
+        if bool(torch.isfinite(s).all() & torch.isfinite(E).all()):
+            return s, E
+    except torch.linalg.LinAlgError:
+        if M.dtype == torch.float64:
+            raise
+    if M.dtype == torch.float64:
+        raise torch.linalg.LinAlgError("eigh returned non-finite values for a finite float64 matrix")
+    s, E = torch.linalg.eigh(M.double())
+    return s.to(M.dtype), E.to(M.dtype)
+
+
+def _solve(M, B, what, damping):
+    """``M⁻¹B`` for a damped factor ``M``; :class:`SingularFactorError` naming ``what`` if singular."""
+    try:
+        return torch.linalg.solve(M, B)
+    except torch.linalg.LinAlgError as e:
+        raise _singular(what, damping, "it is singular (the solve failed)") from e
+
+
+def _check_exact_undamped(dA, dG, i):
+    """Exact Tikhonov with damping 0 divides by the eigenvalues of Ā ⊗ G: refuse a singular factor."""
+    for d, factor in ((dA, "A"), (dG, "G")):
+        if bool(d[0] <= len(d) * torch.finfo(d.dtype).eps * d[-1].abs()):
+            raise _singular(_factor_name(i, factor), 0.0,
+                            "it is singular to working precision (exact Tikhonov divides by its eigenvalues)")
 
 
 def _sandwich(L, V, R):

