@@ -9,6 +9,8 @@ r"""The exact-Fisher quadratic model and its minimizers over a few directions (S
 :math:`(U^\top F U + \lambda U^\top U) c = -U^\top\nabla h`; for :math:`k = 1` this is the
 re-scaling :math:`\alpha^* = -\nabla h^\top\Delta / (\Delta^\top F\Delta + \lambda\|\Delta\|^2)`
 (Sec. 6.4), for :math:`k = 2` the momentum pair :math:`(\alpha^*, \mu^*)` (Sec. 7).
+:func:`fraction_of_optimal_decrease` scores one direction by the share of the optimal decrease of
+:math:`M` it reaches after that re-scaling (dense ``F``: for comparing approximations, not for training).
 
 :math:`u^\top F v = \frac1N\sum_n (B_n J_n u)^\top (B_n J_n v)` with :math:`B_n^\top B_n = F_R`
 (App. C): :math:`J_n u` is one forward-mode (R-op) pass over stored activations, no backward pass.
@@ -95,3 +97,33 @@ def evaluate_quadratic(F_gram, grad_dots, vec_gram, damping, coeffs):
     """
     Q = F_gram + damping * vec_gram
     return 0.5 * (coeffs @ (Q @ coeffs)) + grad_dots @ coeffs
+
+
+def fraction_of_optimal_decrease(F, grad, Delta, damping, u_star=None):
+    r"""How K-FAC scores a proposal :math:`\Delta` (Sec. 6.4): the decrease of the exact-Fisher model
+    :math:`M(\delta) = \tfrac12\delta^\top(F+\lambda I)\delta + \nabla h^\top\delta` after the best
+    re-scaling :math:`\delta = \alpha^*\Delta`, :math:`\alpha^* = -\nabla h^\top\Delta/(\Delta^\top F\Delta +
+    \lambda\|\Delta\|^2)`, over the optimal decrease :math:`\tfrac12\nabla h^\top(F+\lambda I)^{-1}\nabla h`.
+
+    The decrease comes from :func:`solve_quadratic` (one direction).  The
+    fraction is the squared cosine between :math:`\Delta` and :math:`u_*` in the :math:`(F+\lambda I)`
+    inner product: in :math:`[0, 1]`, 1 only for :math:`\Delta \parallel u_*`.
+
+    Args:
+        F: ``D × D`` dense (exact) Fisher; grad, Delta: flat ``D`` vectors; damping: λ ≥ 0.
+        u_star: :math:`(F+\lambda I)^{-1}\nabla h` if already known (else a Cholesky solve).
+
+    Returns:
+        ``(fraction, alpha, decrease, optimal_decrease)``: :math:`(M(\alpha^*\Delta) - M(0)) /
+        (M(u^{\rm opt}) - M(0))` with :math:`u^{\rm opt} = -(F+\lambda I)^{-1}\nabla h`, :math:`\alpha^*`,
+        :math:`M(0) - M(\alpha^*\Delta)` and :math:`\tfrac12\nabla h^\top(F+\lambda I)^{-1}\nabla h`.
+        Used by notebook 04 (against λ on the Fig. 2 network) and notebook 06 (the league table).
+    """
+    F_gram = (Delta @ (F @ Delta)).reshape(1, 1)
+    coeffs, change = solve_quadratic(F_gram, (grad @ Delta).reshape(1), (Delta @ Delta).reshape(1, 1),
+                                     damping)
+    if u_star is None:
+        M = F + damping * torch.eye(F.shape[0], dtype=F.dtype)
+        u_star = torch.cholesky_solve(grad[:, None], torch.linalg.cholesky(M))[:, 0]
+    optimal = 0.5 * float(grad @ u_star)
+    return float(-change) / optimal, float(coeffs[0]), float(-change), optimal
