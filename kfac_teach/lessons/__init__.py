@@ -10,6 +10,8 @@ call them, explain and ``assert``; :mod:`kfac_teach.widgets` wires them to contr
 * :mod:`.kronecker_approximation` — notebook 02: F against F̃ (Fig. 2), the Sec. 3.1 totals.
 * :mod:`.independence` — notebook 03: the cumulant decomposition of the error (Sec. 3.1, App. A).
 * :mod:`.inverse_structure` — notebook 04: inverses, the regression view, Figs. 3–6, update quality.
+* :mod:`.your_own_model` — notebook 06: F, F̃ and a league table of preconditioners for any module
+  of nn.Linear layers, and a training race on it.
 
 Every public name is re-exported here, so ``from kfac_teach import lessons; lessons.fig2_setup()``.
 """
@@ -23,5 +25,7 @@ from .kronecker_approximation import *  # noqa: F401,F403
 from .kronecker_approximation import __all__ as _kronecker
 from .natural_gradient import *  # noqa: F401,F403
 from .natural_gradient import __all__ as _natural
+from .your_own_model import *  # noqa: F401,F403
+from .your_own_model import __all__ as _own
 
-__all__ = [*_common, *_natural, *_kronecker, *_independence, *_inverse]
+__all__ = [*_common, *_natural, *_kronecker, *_independence, *_inverse, *_own]
