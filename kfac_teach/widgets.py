@@ -279,3 +279,45 @@ def training_explorer(problem="digits", iters=60):
         return E.plot_comparison(out["result"])
 
     return Explorer(compute, draw, controls, f"K-FAC vs SGD, {iters} iterations on {problem}")
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 06: your own model — F, F̃ and the league table of preconditioners
+# --------------------------------------------------------------------------------------------
+
+def your_model_explorer(model=None, dampings=None):
+    """Model, Fisher kind, damping λ (last) → F, F̃, |F − F̃| of that kind, the true (F + λI)⁻¹ and the
+    league table (fraction of the optimal decrease of the true-Fisher model M after α*, cosine with
+    u* = (F + λI)⁻¹∇h) of :func:`kfac_teach.lessons.your_model_view`.
+
+    ``model``: a :class:`kfac_teach.lessons.OwnModel` (the reader's; first in the model list), followed
+    by the example models of ``lessons.EXAMPLE_MODELS`` on the same inputs.  Each model's pass, F and
+    factors are computed once per Fisher kind and cached; λ only redoes the inverses.  Defaults (the
+    first model, the true Fisher, ``lessons.OWN_DAMPING``) reproduce the notebook's league table.
+    """
+    from .figures import draw_your_model
+
+    if model is None:
+        X, y, _, _ = lessons.digits_inputs()
+        model = lessons.OwnModel(lessons.example_model("residual MLP"), X, y, "residual MLP")
+    models = {model.name: model}
+
+    def get(name):
+        if name not in models:
+            models[name] = lessons.OwnModel(lessons.example_model(name), model.X, model.y, name)
+        return models[name]
+
+    dampings = lessons.OWN_DAMPINGS if dampings is None else tuple(dampings)
+    names = [model.name] + [n for n in lessons.EXAMPLE_MODELS if n != model.name]
+    controls = {
+        "name": widgets.Dropdown(options=names, value=model.name, description="model"),
+        "kind": widgets.Dropdown(options=list(lessons.OWN_KINDS), value="true", description="Fisher"),
+        "damping": widgets.SelectionSlider(options=[(f"{d:.0e}", float(d)) for d in dampings],
+                                           value=float(lessons.OWN_DAMPING), description="damping λ"),
+    }
+
+    def compute(name, kind, damping):
+        return lessons.your_model_view(get(name), damping=damping, kind=kind)
+
+    return Explorer(compute, partial(draw_your_model, max_pixels=200, panel_size=2.4), controls,
+                    "Your model: F, F̃ and how close each preconditioner gets to the natural gradient")
