@@ -464,6 +464,7 @@ FIGURES = {
     "fig5_approximations": fig5,
     "fig6_inverse_approximations": fig6,
     "update_quality": update_quality,
+    "your_model": your_model,
 }
 
 
