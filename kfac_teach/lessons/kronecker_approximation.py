@@ -23,7 +23,7 @@ from ..gradients import PerExampleGradients, per_example_gradients
 from ..nets import MLP, chain, vec
 from .common import FIG2_CLIP, per_block_relative_error, relative_error
 
-__all__ = ["fisher_comparison", "error_totals", "BY_EYE_SIZES", "BY_EYE_N", "BY_EYE_NS", "BY_EYE_NETWORKS", "BY_EYE_SEED",
+__all__ = ["fisher_comparison", "error_totals", "BY_EYE_SIZES", "BY_EYE_N", "BY_EYE_NS", "BY_EYE_NETWORKS", "BY_EYE_SEED", "BY_EYE_DRAWS", "BY_EYE_INPUT_SCALE",
            "by_eye_net", "by_eye_inputs", "kfac_by_eye", "by_eye_error_curve", "shuffled_pairs_fisher",
            "kron_solve", "kron_solve_cost", "kronecker_block_by_hand", "MNIST_AUTOENCODER_LAYER"]
 
