@@ -201,6 +201,23 @@ def fisher_explorer(setup=None, kinds=("true", "mc", "empirical"), samples=(1, 4
                     "Exact F vs Kronecker-factored F̃")
 
 
+def kfac_by_eye_explorer(network="tanh / softmax", N=None):
+    """K-FAC by eye (Sec. 3, Eq. 1): network/loss and the number of inputs N → F, F̃, F − F̃, Ā, G
+    and the error curve with N marked.  Defaults (tanh/softmax, ``lessons.BY_EYE_N``) reproduce
+    the static figure; at N = 1, and for the deep linear network with a Gaussian loss at every N,
+    F − F̃ is zero."""
+    from .figures import draw_kfac_by_eye
+
+    controls = {
+        "network": widgets.Dropdown(options=list(lessons.BY_EYE_NETWORKS), value=network,
+                                    description="network"),
+        "N": widgets.SelectionSlider(options=list(lessons.BY_EYE_NS),
+                                     value=lessons.BY_EYE_N if N is None else N, description="inputs N"),
+    }
+    return Explorer(lambda network, N: lessons.kfac_by_eye(N, network),
+                    partial(draw_kfac_by_eye, size=(13.5, 8.8)), controls, "K-FAC by eye: F against F̃")
+
+
 # --------------------------------------------------------------------------------------------
 # Notebook 03: the cumulant decomposition of a block's error (Sec. 3.1, App. A)
 # --------------------------------------------------------------------------------------------
