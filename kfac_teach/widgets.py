@@ -222,13 +222,17 @@ def kfac_by_eye_explorer(network="tanh / softmax", N=None):
 # Notebook 03: the cumulant decomposition of a block's error (Sec. 3.1, App. A)
 # --------------------------------------------------------------------------------------------
 
-def cumulant_explorer(setup=None):
-    """Block (i, j), entry, Fisher kind → the error of F̃ in that block split into cumulant terms."""
+def cumulant_explorer(setup=None, block=None):
+    """Block (i, j), entry, Fisher kind → the error of F̃ in that block split into cumulant terms.
+
+    ``block``: the initial block (default: the first two middle layers); notebook 03 starts at the
+    block it has already decomposed, so the first picture is drawn from the cache."""
     setup = setup if setup is not None else lessons.fig2_setup()
     layers = list(setup.layers)
     controls = {
         "block": widgets.Dropdown(options=[(f"({i},{j})", (i, j)) for i in layers for j in layers],
-                                  value=(layers[0], layers[1] if len(layers) > 1 else layers[0]),
+                                  value=tuple(block) if block is not None else
+                                  (layers[0], layers[1] if len(layers) > 1 else layers[0]),
                                   description="block"),
         "entry": widgets.IntSlider(value=0, min=0, max=setup.block_size(layers[0]) - 1,
                                    description="entry row"),
