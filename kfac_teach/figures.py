@@ -8,21 +8,31 @@ A picture that also has an explorer is drawn by one ``draw_*`` function taking t
 of :mod:`kfac_teach.lessons` plus display parameters; the static figure and the explorer of
 :mod:`kfac_teach.widgets` both call it (lessons → figures → widgets; no ipywidgets here):
 
+* :func:`draw_natural_gradient_paths` — :func:`natural_gradient_paths` and ``widgets.natural_gradient_explorer``;
+* :func:`draw_kfac_by_eye` — :func:`kfac_by_eye` and ``widgets.kfac_by_eye_explorer``;
 * :func:`draw_fisher_comparison` — :func:`fig2` and ``widgets.fisher_explorer``;
 * :func:`draw_cumulant_block` — :func:`cumulant_terms` and ``widgets.cumulant_explorer``;
-* :func:`draw_update_quality` — :func:`update_quality` and ``widgets.damping_explorer``.  Deterministic: seeded training and sampling,
-fixed dpi, no timestamps or software tags in the PNG metadata, so two runs give identical bytes.
+* :func:`draw_update_quality` — :func:`update_quality` and ``widgets.damping_explorer``;
+* :func:`draw_your_model` — :func:`your_model` and ``widgets.your_model_explorer``.
 
-Figures (Martens & Grosse, 2015):
+Deterministic: seeded training and sampling, fixed dpi, no timestamps or software tags in the PNG
+metadata, so two runs give identical bytes.  One section per notebook below; :data:`FIGURES` lists
+what :func:`main` writes (Martens & Grosse, 2015):
 
-* ``natural_gradient.png`` — Sec. 2.2: steepest descent in KL on a 2-parameter model.
-* ``fig2_fisher_vs_kronecker.png`` — Fig. 2: exact F, F̃ and |F − F̃|, middle 4 layers.
-* ``fig2_block_errors.png`` — per-block relative errors and the Sec. 3.1 cumulant bound per block.
-* ``cumulant_terms.png`` — Sec. 3.1 / App. A: one block's error split into κ₄ and κ₃ terms.
-* ``fig3_inverse_structure.png`` — Fig. 3: F̃, its damped inverse and the 4×4 block averages.
-* ``fig4_graphical_models.png`` — Fig. 4: the UGGM and the DGGM.
-* ``fig5_approximations.png`` / ``fig6_inverse_approximations.png`` — Figs. 5-6.
-* ``update_quality.png`` — Sec. 4.4/6.3: update cosine and relative error against damping.
+* notebook 01 — ``natural_gradient.png`` (Sec. 2.2: steepest descent in KL on a 2-parameter model),
+  ``natural_gradient_paths.png`` (paths of equal-KL gradient and natural-gradient steps);
+* notebook 02 — ``kfac_by_eye.png`` (F, F̃, Ā, G of a 2-3-2 net as numbers; the error against the
+  number of inputs), ``fig2_fisher_vs_kronecker.png`` (Fig. 2: exact F, F̃ and |F − F̃|, middle 4
+  layers), ``fig2_block_errors.png`` (per-block errors and the Sec. 3.1 bound),
+  ``fig2_kronecker_factors.png`` (one Ā and one G block of the Fig. 2 network);
+* notebook 03 — ``cumulant_terms.png`` (one block's error split into κ₄ and κ₃ terms, Eq. 3),
+  ``cumulant_joint_distribution.png`` (the joint distribution of ā and g for one weight pair against
+  Gaussian samples);
+* notebook 04 — ``fig3_inverse_structure.png`` (Fig. 3), ``fig3_inverse_vs_exact.png`` (F⁻¹ beside
+  F̃⁻¹ as λ → 0), ``regression_view.png`` (Sec. 4.1), ``fig4_graphical_models.png`` (Fig. 4),
+  ``fig5_approximations.png`` / ``fig6_inverse_approximations.png`` (Figs. 5-6),
+  ``update_quality.png`` (Sec. 6.4: the fraction of the optimal decrease of M after the best α);
+* notebook 06 — ``your_model.png`` (F, F̃, the inverses and the league table on a residual MLP).
 """
 from __future__ import annotations
 
