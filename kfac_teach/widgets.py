@@ -214,8 +214,11 @@ def kfac_by_eye_explorer(network="tanh / softmax", N=None):
         "N": widgets.SelectionSlider(options=list(lessons.BY_EYE_NS),
                                      value=lessons.BY_EYE_N if N is None else N, description="inputs N"),
     }
+    # colours only: the numbers are in the static figure, and an annotated figure (~1,000 texts)
+    # inside the Output widget stalls nbclient's execute() (scripts/store_key_outputs.py) for 600 s
     return Explorer(lambda network, N: lessons.kfac_by_eye(N, network),
-                    partial(draw_kfac_by_eye, size=(13.5, 8.8)), controls, "K-FAC by eye: F against F̃")
+                    partial(draw_kfac_by_eye, annotate=False, size=(13.5, 8.8)), controls,
+                    "K-FAC by eye: F against F̃")
 
 
 # --------------------------------------------------------------------------------------------
