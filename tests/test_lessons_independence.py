@@ -12,20 +12,12 @@ import kfac_teach as kt  # noqa: E402
 from kfac_teach import figures, lessons  # noqa: E402
 from kfac_teach import widgets as kw  # noqa: E402
 
-SIZES = (6, 5, 4, 4, 3)
+from tiny import tiny_setup  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup():
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(40, SIZES[0], generator=g)
-    y = torch.randint(0, SIZES[-1], (40,), generator=g)
-    torch.manual_seed(0)
-    net = kt.MLP(SIZES, "tanh")
-    th0 = kt.paper_vector(net)
-    th1 = th0 + 0.3 * torch.randn(th0.shape, generator=g)
-    hist = {"error": [0.5, 0.4], "loss": [1.0, 0.9]}
-    return lessons.Fig2Setup(X, y, {0: th0, 1: th1}, hist, layers=(1, 2), all_layers=(1, 2, 3), sizes=SIZES)
+    return tiny_setup()
 
 
 def _dense_error(setup, i, j, kind="true"):

@@ -12,19 +12,12 @@ from kfac_teach import lessons  # noqa: E402
 from kfac_teach import widgets as kw  # noqa: E402
 from kfac_teach.nets import flatten  # noqa: E402
 
-SIZES = (6, 5, 4, 4, 3)  # layers 0..3; the lessons use layers 1..2 (middle) of 1..3
+from tiny import tiny_setup  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup():
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(40, SIZES[0], generator=g)
-    y = torch.randint(0, SIZES[-1], (40,), generator=g)
-    torch.manual_seed(0)
-    net = kt.MLP(SIZES, "tanh")
-    th0 = kt.paper_vector(net)
-    th1 = th0 + 0.3 * torch.randn(th0.shape, generator=g)
-    return lessons.Fig2Setup(X, y, {0: th0, 1: th1}, {}, layers=(1, 2), all_layers=(1, 2, 3), sizes=SIZES)
+    return tiny_setup()
 
 
 def _model(F, g, damping):

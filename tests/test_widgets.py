@@ -12,19 +12,12 @@ import kfac_teach as kt  # noqa: E402
 from kfac_teach import lessons, plotting  # noqa: E402
 from kfac_teach import widgets as kw  # noqa: E402
 
-SIZES = (6, 5, 4, 4, 3)  # layers 0..3; the explorers use layers 1..3
+from tiny import SIZES, tiny_setup  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def setup():
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(40, SIZES[0], generator=g)
-    y = torch.randint(0, SIZES[-1], (40,), generator=g)
-    torch.manual_seed(0)
-    net = kt.MLP(SIZES, "tanh")
-    th0 = kt.paper_vector(net)
-    th1 = th0 + 0.3 * torch.randn(th0.shape, generator=g)
-    return lessons.Fig2Setup(X, y, {0: th0, 1: th1}, {}, layers=(1, 2), all_layers=(1, 2, 3), sizes=SIZES)
+    return tiny_setup()
 
 
 def test_explorer_redraws_once_per_change_and_shows_numbers():
