@@ -631,7 +631,7 @@ def draw_your_model(result, max_pixels=200, panel_size=2.5, clip_inverse=0.05):
     plotting.matrix_panels([result["F"], result["F_tilde"], result["diff"]],
                            [f"|F| ({result['table']['kind']})", "|F̃| (all blocks)", "|F − F̃|"], block_sizes=sizes,
                            log=True, max_pixels=max_pixels, axes=top[:3], colorbar=False)
-    plotting.matrix_panels([result["inverse"]], [f"|(F + λI)⁻¹| (true F), linear"], block_sizes=sizes,
+    plotting.matrix_panels([result["inverse"]], ["|(F + λI)⁻¹| (true F), linear"], block_sizes=sizes,
                            clip=clip_inverse, max_pixels=max_pixels, axes=top[3:], colorbar=False)
     for ax in top:
         ax.title.set_fontsize(8)

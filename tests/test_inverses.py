@@ -224,7 +224,6 @@ def test_kronecker_sum_inverse_on_a_conditional_covariance():
 def test_eigh_falls_back_to_float64_when_float32_lapack_fails(monkeypatch):
     """The float32 eigh of the whitened MNIST-pixel Ā can return NaN on the CPU (repeated
     eigenvalue 0 of the always-black border pixels): the App. B inverse then redoes it in float64."""
-    from kfac_teach import inverses
 
     g = torch.Generator().manual_seed(0)
     A, B = ref.random_spd(4, g), ref.random_spd(3, g)
