@@ -174,8 +174,7 @@ def batch_kfac(net, X, y, iterations=10, damping=3e-3, loss="cross_entropy", mom
             step = kfac_step(net, X, y, lam, loss, previous if momentum else None, pi, weight_decay, dtype)
             apply_update(net, step.delta)
             h_new, err = evaluate(net, X, y, loss, weight_decay, dtype)
-            rho = update.reduction_ratio(h_new - step.loss, step.model_change) if step.model_change < 0 \
-                else -math.inf
+            rho = update.reduction_ratio(h_new - step.loss, step.model_change)
             for name, v in (("alpha", step.alpha), ("mu", step.mu), ("damping", lam),
                             ("model_change", step.model_change), ("rho", rho)):
                 getattr(hist, name).append(v)

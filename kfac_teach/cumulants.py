@@ -322,7 +322,8 @@ class ErrorTotals:
         bound: ``L × L`` tensor, the sum of the Eq. (4) bound per block.
         total_error, total_bound: floats, sums over all ``L²`` blocks (the paper: 2894.4 and 4134.6
             for the middle 4 layers of its Fig. 2 network on 16×16 MNIST).
-        max_relative_residual: worst ``max|residual|/max|error|`` over the blocks.
+        max_relative_residual: worst ``max|residual| / max|F_ij|`` over the blocks (the scale of the
+            Fisher block, as :meth:`CumulantDecomposition.relative_residual`; not ``/ max|error|``).
     """
 
     layers: tuple

@@ -42,8 +42,10 @@ CMAP = "gray"
 #: Colours of the approximations in curves, fixed so every notebook agrees.
 COLORS = {"F_tilde": "#1f77b4", "block-diagonal": "#d62728", "block-tridiagonal": "#2ca02c",
           "true": "#1f77b4", "mc": "#ff7f0e", "empirical": "#9467bd", "bound": "#7f7f7f"}
-#: Where :func:`save_figure` writes by default: ``<repo>/figures``.
-FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
+_CHECKOUT = Path(__file__).resolve().parent.parent
+#: Where :func:`save_figure` writes by default: the checkout's ``figures/`` (``make figures``), or
+#: ``./figures`` when the package is installed from a wheel (no checkout around it).
+FIGURES_DIR = _CHECKOUT / "figures" if (_CHECKOUT / "pyproject.toml").is_file() else Path("figures")
 
 
 def use_style():

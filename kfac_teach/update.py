@@ -15,6 +15,8 @@ r"""The K-FAC update path shared by the optimizer (:class:`kfac_teach.KFAC`) and
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -109,5 +111,13 @@ def objective_change(loss_change, theta, delta, weight_decay):
 
 
 def reduction_ratio(objective_change, model_change):
-    r""":math:`\rho = (h(\theta+\delta) - h(\theta)) / (M(\delta) - M(0))` (Sec. 6.5)."""
-    return objective_change / model_change
+    r""":math:`\rho = (h(\theta+\delta) - h(\theta)) / (M(\delta) - M(0))` (Sec. 6.5).
+
+    A model that predicts no decrease (:math:`M(\delta) - M(0) \ge 0`, or NaN) gives
+    :math:`\rho = -\infty`, so the Levenberg–Marquardt rule raises λ (as the released code does for a
+    failed step) instead of dividing by zero.  Floats or 0-d tensors (no host sync for tensors).
+    """
+    if torch.is_tensor(model_change):
+        return torch.where(model_change < 0, objective_change / model_change,
+                           torch.full_like(model_change, -math.inf))
+    return objective_change / model_change if model_change < 0 else -math.inf

@@ -121,3 +121,19 @@ def test_best_update_picks_lowest_model_over_candidates():
     alone = update.best_update(fw, family, grad, proposals[:1], None, lam)  # μ = 0: α only (Sec. 6.4)
     a = -(g @ _flat(proposals[0])) / (_flat(proposals[0]) @ (F + lam * torch.eye(len(g), dtype=DT)) @ _flat(proposals[0]))
     assert len(alone.coeffs) == 1 and float(alone.coeffs[0]) == pytest.approx(float(a), rel=1e-8)
+
+
+def test_reduction_ratio_is_minus_infinity_when_the_model_predicts_no_decrease():
+    """ρ = Δh / ΔM for a predicted decrease; ΔM ≥ 0 (or NaN) must raise λ (ρ = −∞), not divide by 0."""
+    import math
+
+    from kfac_teach.update import reduction_ratio
+    from kfac_teach.schedules import lm_rule
+
+    assert reduction_ratio(-0.3, -0.5) == 0.6
+    for dM in (0.0, 0.1, math.nan):
+        assert reduction_ratio(0.2, dM) == -math.inf
+        assert reduction_ratio(-0.2, dM) == -math.inf
+    t = reduction_ratio(torch.tensor([-0.25, 0.2, 0.2]), torch.tensor([-0.5, 0.0, math.nan]))
+    assert t[0] == 0.5 and t[1] == -math.inf and t[2] == -math.inf
+    assert float(lm_rule(1.0, reduction_ratio(torch.tensor(0.5), torch.tensor(0.0)))) > 1.0   # λ rises
