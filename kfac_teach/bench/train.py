@@ -45,6 +45,8 @@ def parser():
                          "other jobs, OpenMP threads spin-waiting for each other can slow small-matrix "
                          "code 10x: use 1 thread, or set OMP_WAIT_POLICY=PASSIVE in the environment")
     ap.add_argument("--out", default="figures/bench", help="output folder")
+    ap.add_argument("--one-per-grid", action="store_true",
+                    help="one point of each baseline grid and no extra λ₀ = 150 run (as --smoke), at full size")
     ap.add_argument("--smoke", action="store_true",
                     help="tiny check: 300 digits, one point per grid, 15 iterations, *_smoke files")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
@@ -61,7 +63,7 @@ def main(argv=None):
     if threads is not None:
         torch.set_num_threads(threads)
     structures = tuple(s.strip() for s in args.structures.split(",") if s.strip())
-    methods = E.default_methods(args.problem, structures=structures, smoke=args.smoke)
+    methods = E.default_methods(args.problem, structures=structures, smoke=args.smoke or args.one_per_grid)
     kw = dict(device=args.device, methods=methods, iters=args.iters, time_budget=args.time_budget,
               seed=args.seed, n=args.n, mnist_path=args.mnist_path, clock=args.clock,
               timing_steps=args.timing_steps, progress=not args.no_progress)
