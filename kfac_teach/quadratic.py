@@ -117,7 +117,7 @@ def fraction_of_optimal_decrease(F, grad, Delta, damping, u_star=None):
         ``(fraction, alpha, decrease, optimal_decrease)``: :math:`(M(\alpha^*\Delta) - M(0)) /
         (M(u^{\rm opt}) - M(0))` with :math:`u^{\rm opt} = -(F+\lambda I)^{-1}\nabla h`, :math:`\alpha^*`,
         :math:`M(0) - M(\alpha^*\Delta)` and :math:`\tfrac12\nabla h^\top(F+\lambda I)^{-1}\nabla h`.
-        Used by notebook 04 (against λ on the Fig. 2 network) and notebook 06 (the league table).
+        Used by notebook 04 (against λ on the Fig. 2 network) and notebook 08 (the league table).
     """
     F_gram = (Delta @ (F @ Delta)).reshape(1, 1)
     coeffs, change = solve_quadratic(F_gram, (grad @ Delta).reshape(1), (Delta @ Delta).reshape(1, 1),

@@ -306,7 +306,7 @@ def training_explorer(problem="digits", iters=60):
 
 
 # --------------------------------------------------------------------------------------------
-# Notebook 06: your own model — F, F̃ and the league table of preconditioners
+# Notebook 08: your own model — F, F̃ and the league table of preconditioners
 # --------------------------------------------------------------------------------------------
 
 def your_model_explorer(model=None, dampings=None):

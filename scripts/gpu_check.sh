@@ -5,7 +5,7 @@
 #   3. bench fisher --device cuda                      -> OUT/fisher_cuda.json
 #   4. bench train --problem curves, short             -> OUT/train_curves_cuda.{json,png}
 #   5. bench train --problem mnist_sample, short       -> OUT/train_mnist_sample_cuda.{json,png}
-#   6. the training lesson (notebook 05) on the GPU    -> OUT/lesson05.log
+#   6. the training lesson (notebook 07) on the GPU    -> OUT/lesson05.log
 #   and OUT/summary.json: each step's exit status and seconds, with the device named.
 #
 #   scripts/gpu_check.sh [OUT]            # on the GPU machine (default OUT: figures/bench/gpu)
@@ -68,7 +68,7 @@ step train_curves "$PY" -m kfac_teach.bench train --problem curves --device "$DE
 step train_mnist_sample "$PY" -m kfac_teach.bench train --problem mnist_sample --device "$DEV" \
   "${TRAIN[@]}" --no-progress --out "$OUT"
 step lesson05 env "${LESSON_ENV[@]}" "$PY" -m jupyter nbconvert --to notebook --execute \
-  notebooks/05_training_with_kfac.ipynb --output-dir "$OUT" --output lesson05_executed.ipynb \
+  notebooks/07_training_with_kfac.ipynb --output-dir "$OUT" --output lesson07_executed.ipynb \
   --ExecutePreprocessor.timeout=600
 
 {
@@ -76,6 +76,6 @@ step lesson05 env "${LESSON_ENV[@]}" "$PY" -m jupyter nbconvert --to notebook --
   (IFS=,; echo "${SUMMARY[*]}")
   echo "]}"
 } > "$OUT/summary.json"
-rm -f "$OUT/lesson05_executed.ipynb"   # its outputs are in the log; keep OUT small
+rm -f "$OUT/lesson07_executed.ipynb"   # its outputs are in the log; keep OUT small
 cat "$OUT/summary.json"
 ! grep -q '"exit": [1-9]' "$OUT/summary.json"

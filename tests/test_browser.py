@@ -46,7 +46,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage"]
 CELL_TIMEOUT_S = 300          # one notebook, all cells, in smoke mode (about 10-40 s here)
-REDRAW_TIMEOUT_S = 120        # one slider move (notebook 05 retrains for a few iterations)
+REDRAW_TIMEOUT_S = 120        # one slider move (notebook 07 retrains for a few iterations)
 SERVER_TIMEOUT_S = 120
 TOKEN = "kfac-teach-browser-test"
 # JupyterLab settings for the test server (a temporary settings folder, not the user's): every cell

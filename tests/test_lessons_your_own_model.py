@@ -1,4 +1,4 @@
-"""Notebook 06 (lessons.your_own_model): the Sec. 6.4 score against a dense solve, the league table's
+"""Notebook 08 (lessons.your_own_model): the Sec. 6.4 score against a dense solve, the league table's
 directions against dense float64 oracles, the ordering facts the notebook asserts, the race, and the
 explorer driven by setting .value on its controls."""
 import matplotlib

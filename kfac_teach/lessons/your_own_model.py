@@ -1,4 +1,4 @@
-r"""Notebook 06 — your own model: exact :math:`F`, :math:`\tilde F` and a league table of preconditioners
+r"""Notebook 08 — your own model: exact :math:`F`, :math:`\tilde F` and a league table of preconditioners
 for any ``nn.Module`` built from ``nn.Linear`` layers.
 
 * :class:`ResidualMLP`, :class:`GatedTwoBranch`, :func:`plain_mlp` — three small example models on the
