@@ -5,7 +5,7 @@
 #   3. bench fisher --device cuda                      -> OUT/fisher_cuda.json
 #   4. bench train --problem curves, short             -> OUT/train_curves_cuda.{json,png}
 #   5. bench train --problem mnist_sample, short       -> OUT/train_mnist_sample_cuda.{json,png}
-#   6. the training lesson (notebook 07) on the GPU    -> OUT/lesson05.log
+#   6. the training lesson (notebook 07) on the GPU    -> OUT/lesson07.log
 #   and OUT/summary.json: each step's exit status and seconds, with the device named.
 #
 #   scripts/gpu_check.sh [OUT]            # on the GPU machine (default OUT: figures/bench/gpu)
@@ -67,7 +67,7 @@ step train_curves "$PY" -m kfac_teach.bench train --problem curves --device "$DE
   --no-progress --out "$OUT"
 step train_mnist_sample "$PY" -m kfac_teach.bench train --problem mnist_sample --device "$DEV" \
   "${TRAIN[@]}" --no-progress --out "$OUT"
-step lesson05 env "${LESSON_ENV[@]}" "$PY" -m jupyter nbconvert --to notebook --execute \
+step lesson07 env "${LESSON_ENV[@]}" "$PY" -m jupyter nbconvert --to notebook --execute \
   notebooks/07_training_with_kfac.ipynb --output-dir "$OUT" --output lesson07_executed.ipynb \
   --ExecutePreprocessor.timeout=600
 

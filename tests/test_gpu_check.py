@@ -17,7 +17,7 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     steps = {s["step"]: s["exit"] for s in summary["steps"]}
     assert steps == {"device": 0, "cuda_tests": 0, "bench_fisher": 0, "train_curves": 0,
-                     "train_mnist_sample": 0, "lesson05": 0}
+                     "train_mnist_sample": 0, "lesson07": 0}
     assert summary["dry_run"] is True
     device = json.loads((tmp_path / "device.json").read_text())
     assert device["device_type"] == "cpu" and device["device"]
