@@ -26,6 +26,7 @@ the optimizer actually did in that iteration:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
@@ -55,7 +56,7 @@ __all__ = ["DAMPING_SIZES", "DAMPING_BATCH", "DAMPING_LAMBDA0", "DAMPING_ETA", "
            "bernoulli_closure", "kfac_before", "IterationAnatomy", "take_apart", "iteration_checks",
            "update_for", "model_change_dense", "damping_sweeps", "lambda_grid", "gamma_grid",
            "quadratic_model_view", "train_traces", "dashboard_iterations", "lm_rule_by_hand", "DampingSetup",
-           "damping_setup", "dashboard_traces"]
+           "damping_setup", "dashboard_traces", "variants_at", "proposal_for", "single_thread"]
 
 #: The small autoencoder: 64 pixels → 8 logistic → 4 linear (the code) → 8 logistic → 64 (Bernoulli);
 #: D = 1172 parameters, so the dense exact F is 1172 × 1172.
@@ -72,6 +73,19 @@ TAKEN_APART = 20
 #: λ₀ of the dashboard: the paper's 150.
 DASHBOARD_LAMBDA0 = 150.0
 SEED = 0
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run the lesson's tensor work on one thread (restored afterwards; also a decorator): the small
+    autoencoder's K-FAC steps are ~1 ms operations and its dense matrices 1172 × 1172, for which a
+    second thread mostly adds synchronisation — up to 7× slower on a loaded 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def damping_autoencoder(sizes=DAMPING_SIZES, seed=SEED):
@@ -128,8 +142,9 @@ def kfac_before(k=TAKEN_APART, sizes=DAMPING_SIZES, m=DAMPING_BATCH, damping=DAM
     X = damping_inputs() if X is None else X
     net = damping_autoencoder(sizes)
     opt = kfac_optimizer(net, damping)
-    for j in range(1, k):
-        opt.step(bernoulli_closure(opt, net, minibatch(X, j, m)))
+    with single_thread():
+        for j in range(1, k):
+            opt.step(bernoulli_closure(opt, net, minibatch(X, j, m)))
     return net, opt, X
 
 
@@ -199,6 +214,7 @@ class IterationAnatomy:
     settings: dict = field(repr=False)
 
 
+@single_thread()
 def take_apart(k=TAKEN_APART, sizes=DAMPING_SIZES, m=DAMPING_BATCH, damping=DAMPING_LAMBDA0, X=None):
     """Algorithm 2's iteration ``k``, step by step from the optimizer's state after ``k − 1`` steps,
     then the same iteration by ``KFAC.step``.  Returns an :class:`IterationAnatomy`."""
@@ -311,6 +327,7 @@ def _dense_minimum(F, grad, directions, damping):
     return torch.as_tensor(r.x / scale), r.fun
 
 
+@single_thread()
 def iteration_checks(it: IterationAnatomy):
     """Each step of :func:`take_apart` against an independent computation: a dict
     ``{name: (what it is compared with, relative error or mismatch count)}`` plus the dense ``F``
@@ -373,7 +390,7 @@ def update_for(it: IterationAnatomy, F, lambda_=None, gamma=None, momentum=True)
     S, eta = it.steps, it.settings["weight_decay"]
     lam = S["lambda"] if lambda_ is None else lambda_
     gam = S["gammas"][S["best"]] if gamma is None else gamma
-    D = _proposal(it, gam)
+    D = proposal_for(it, gam)
     dirs = [D] + ([flat(S["delta0"])] if momentum else [])
     U = torch.stack(dirs)
     g = flat(S["grad"])
@@ -381,7 +398,7 @@ def update_for(it: IterationAnatomy, F, lambda_=None, gamma=None, momentum=True)
     return coeffs @ U, coeffs, float(change)
 
 
-def _proposal(it, gamma):
+def proposal_for(it, gamma):
     """Δ(γ) = −F̆⁻¹∇h with the factored damping γ (flat), cached on the anatomy."""
     cache = it.__dict__.setdefault("_proposals", {})
     if gamma not in cache:
@@ -420,6 +437,27 @@ def _fraction(it, F, D, damping, rescale=True):
     return -model_change_dense(F, g, D, damping) / optimal
 
 
+@single_thread()
+def variants_at(it: IterationAnatomy, F, lambda_, gamma):
+    r"""At one (λ, γ), the fraction of the optimal decrease of M(λ) reached by: ``"factored"`` α*Δ(γ)
+    (K-FAC); ``"raw"`` Δ(γ) unscaled (α = 1, Sec. 6.4); ``"coupled"`` α*Δ(√(λ+η)) (one damping for
+    both, before Sec. 6.6); ``"exact_tikhonov"`` block-diagonal (Ā⊗G + (λ+η)I)⁻¹∇h (Sec. 6.3);
+    ``"gradient"``; and ``"rho"``, the ρ of K-FAC's update (α, μ) with this λ and γ (Sec. 6.5)."""
+    S, eta = it.steps, it.settings["weight_decay"]
+    d = float(lambda_) + eta
+    fac = KroneckerFactors({i: {i: S["A"][i]} for i in S["A"]}, {i: {i: S["G"][i]} for i in S["G"]})
+    ex = -flat(BlockDiagonalInverse(fac, d, tikhonov="exact").apply(S["grad"]))
+    delta, _, change = update_for(it, F, float(lambda_), float(gamma))
+    h_new = _h(_shifted(it.net_before, _split(delta, S["grad"])), S["X"], eta)
+    return {"factored": _fraction(it, F, proposal_for(it, float(gamma)), d),
+            "raw": _fraction(it, F, proposal_for(it, float(gamma)), d, rescale=False),
+            "coupled": _fraction(it, F, proposal_for(it, math.sqrt(d)), d),
+            "exact_tikhonov": _fraction(it, F, ex, d),
+            "gradient": _fraction(it, F, -flat(S["grad"]), d),
+            "rho": (h_new - S["h"]) / change}
+
+
+@single_thread()
 def damping_sweeps(it: IterationAnatomy, F, lambdas=None, gammas=None):
     r"""Secs. 6.2–6.6 measured on iteration ``it`` (dense ``F`` of its mini-batch; M with λ + η).
 
@@ -443,8 +481,8 @@ def damping_sweeps(it: IterationAnatomy, F, lambdas=None, gammas=None):
     lambdas = np.asarray(lambda_grid() if lambdas is None else lambdas, dtype=float)
     gammas = np.asarray(gamma_grid() if gammas is None else gammas, dtype=float)
     g = flat(S["grad"])
-    heat = np.array([[_fraction(it, F, _proposal(it, float(gm)), lam + eta) for gm in gammas] for lam in lambdas])
-    coupled = np.array([_fraction(it, F, _proposal(it, math.sqrt(lam + eta)), lam + eta) for lam in lambdas])
+    heat = np.array([[_fraction(it, F, proposal_for(it, float(gm)), lam + eta) for gm in gammas] for lam in lambdas])
+    coupled = np.array([_fraction(it, F, proposal_for(it, math.sqrt(lam + eta)), lam + eta) for lam in lambdas])
     # plain Tikhonov on the full F̃ and exact Tikhonov on F̆, from the exact factors of this batch
     ft = kronecker_factors(it.net_before, S["X"], "bernoulli", kind="true")
     Ft = kronecker_fisher(ft).dense
@@ -462,8 +500,8 @@ def damping_sweeps(it: IterationAnatomy, F, lambdas=None, gammas=None):
         tik_dec.append(S["h"] - h_new)
         tik_rho.append((h_new - S["h"]) / (0.5 * float(g @ ex)))
     lam0 = S["lambda"] + eta
-    raw = np.array([_fraction(it, F, _proposal(it, float(gm)), lam0, rescale=False) for gm in gammas])
-    rescaled = np.array([_fraction(it, F, _proposal(it, float(gm)), lam0) for gm in gammas])
+    raw = np.array([_fraction(it, F, proposal_for(it, float(gm)), lam0, rescale=False) for gm in gammas])
+    rescaled = np.array([_fraction(it, F, proposal_for(it, float(gm)), lam0) for gm in gammas])
     rho = []
     for lam in lambdas:
         delta, _, change = update_for(it, F, float(lam))
@@ -489,6 +527,7 @@ def _split(v, like):
     return out
 
 
+@single_thread()
 def quadratic_model_view(it: IterationAnatomy, F, lambda_, gamma, sweeps=None, n_curve=121):
     """The explorer's picture at (λ, γ): the heatmap of :func:`damping_sweeps` with (λ, γ) marked, and
     M along the update, t ↦ M(tΔ(γ)) − M(0) for t ∈ [0, 2·max(α*, 1)], with α* and t = 1 marked,
@@ -498,14 +537,14 @@ def quadratic_model_view(it: IterationAnatomy, F, lambda_, gamma, sweeps=None, n
     sweeps = damping_sweeps(it, F) if sweeps is None else sweeps
     lam, gam = float(lambda_), float(gamma)
     d = lam + eta
-    D = _proposal(it, gam)
+    D = proposal_for(it, gam)
     g = flat(S["grad"])
     frac, alpha, dec, opt = fraction_of_optimal_decrease(F, g, D, d, _u_star(it, F, d))
     t = np.linspace(0.0, 2.0 * max(alpha, 1.0), n_curve)
     a2 = float(D @ (F @ D) + d * D @ D)
     b = float(g @ D)
     curve = 0.5 * a2 * t ** 2 + b * t
-    row = np.array([_fraction(it, F, _proposal(it, float(gm)), d) for gm in sweeps["gammas"]])
+    row = np.array([_fraction(it, F, proposal_for(it, float(gm)), d) for gm in sweeps["gammas"]])
     numbers = {"λ": lam, "γ": gam, "√(λ+η)": math.sqrt(d),
                "fraction of optimal decrease (α*Δ)": frac, "α*": alpha,
                "fraction with α = 1 (raw Δ)": -(0.5 * a2 + b) / opt,
@@ -520,6 +559,7 @@ def dashboard_iterations():
     return config.smoke_or(100, 30)
 
 
+@single_thread()
 def train_traces(iters=None, damping=DASHBOARD_LAMBDA0, every=10, callback=None, sizes=DAMPING_SIZES,
                  m=DAMPING_BATCH, X=None, tau1=1 / 8, tau2=1 / 4):
     r"""An adaptive K-FAC training of the small autoencoder (Algorithm 2 with the paper's constants,
@@ -556,6 +596,8 @@ class DampingSetup:
 
 
 _SETUP = {}
+
+
 
 
 def damping_setup():
