@@ -151,3 +151,22 @@ def test_figures_draw(setup):
     assert len(fig.axes) == 6
     plt.close(fig)
     assert S["lambda"] > 0
+
+
+def test_variants_at_against_dense_formulas(setup):
+    """The one-point variants of the key numbers: raw Δ by the dense M, exact Tikhonov by a dense solve."""
+    it, F = setup.it, setup.F
+    S, eta = it.steps, it.settings["weight_decay"]
+    lam, gam = LAMBDAS[1], GAMMAS[2]
+    v = lessons.variants_at(it, F, lam, gam)
+    g = flatten(S["grad"])
+    Q = F + (lam + eta) * torch.eye(F.shape[0], dtype=F.dtype)
+    optimal = 0.5 * float(g @ torch.linalg.solve(Q, g))
+    D = lessons.proposal_for(it, gam)
+    assert v["raw"] == pytest.approx(-float(0.5 * D @ Q @ D + g @ D) / optimal, rel=1e-9)
+    blocks = [torch.kron(S["A"][i], S["G"][i]) for i in S["A"]]
+    B = torch.block_diag(*blocks) + (lam + eta) * torch.eye(F.shape[0], dtype=F.dtype)
+    E = torch.linalg.solve(B, g)
+    want = float((g @ E) ** 2 / ((E @ Q @ E) * 2 * optimal))
+    assert v["exact_tikhonov"] == pytest.approx(want, rel=1e-8)
+    assert v["factored"] == pytest.approx(setup.sweeps["heat"][1, 2], rel=1e-12)

@@ -61,7 +61,7 @@ def draw_quadratic_model(view, panel_size=(4.4, 3.6)):
     raw = float(np.interp(1.0, t, curve))
     ax.plot(1.0, raw, "s", color="#d62728", ms=6, label=f"t = 1, raw Δ ({-100 * raw / view['optimal']:.0f}%)")
     lo = min(-1.15 * view["optimal"], float(curve[i_star]) * 1.15)
-    ax.set_ylim(lo, 0.6 * view["optimal"])
+    ax.set_ylim(lo, 0.25 * view["optimal"])
     ax.set_xlabel("t (step along Δ)")
     ax.set_ylabel("M(tΔ) − M(0)")
     ax.set_title(f"M along the update: λ = {view['lambda']:.3g}, γ = {view['gamma']:.3g}")
