@@ -109,19 +109,29 @@ def test_bench_train_mnist_without_files_is_a_clear_error(tmp_path):
 
 
 def test_training_explorer_reruns_on_control_change():
+    """The explorer opens at the lesson's setting (λ₀ = 1, α and μ, m_k; SGD lr 0.1), where K-FAC is
+    ahead of SGD at equal iterations; every control reruns it; the last control is the SGD lr slider."""
     pytest.importorskip("ipywidgets")
     from kfac_teach.widgets import training_explorer
 
-    ex = training_explorer("digits", iters=3)
-    assert ex.redraws == 1 and any(k.startswith("K-FAC block-diag") for k in ex.result["numbers"])
-    assert ex.values()["damping"] == 150.0                     # the paper's λ₀, on the slider's grid
-    assert 150.0 in ex.controls["damping"].options
-    ex.controls["structure"].value = "block_tridiagonal"
-    assert ex.redraws == 2 and any(k.startswith("K-FAC block-tridiag") for k in ex.result["numbers"])
-    ex.controls["mode"].value = "simple"
-    assert ex.redraws == 3
+    ex = training_explorer("digits", iters=6)
+    assert ex.redraws == 1
+    assert ex.values() == {"structure": "block_diagonal", "step": "alpha_mu", "batch": "schedule",
+                           "damping": 1.0, "sgd_lr": pytest.approx(0.1)}
+    assert 150.0 in ex.controls["damping"].options                 # the paper's λ₀, on the slider's grid
+    assert list(ex.controls)[-1] == "sgd_lr" and ex.controls["sgd_lr"].max > math.log10(0.1)
+    n = ex.result["numbers"]
+    assert n["K-FAC error at k=6"] < n["SGD error at k=6"]         # the lesson's claim, in the default view
     runs = ex.result["result"]["runs"]
-    assert runs[0]["options"]["mode"] == "simple" and runs[0]["iterations"] == 3
+    assert runs[0]["iterations"] == 6 and runs[1]["iterations"] == 60
+    ex.controls["structure"].value = "block_tridiagonal"
+    assert ex.redraws == 2 and ex.result["result"]["runs"][0]["options"]["structure"] == "block_tridiagonal"
+    ex.controls["step"].value = "simple"
+    assert ex.redraws == 3 and ex.result["result"]["runs"][0]["options"]["mode"] == "simple"
+    ex.controls["batch"].value = 100
+    assert ex.redraws == 4 and set(ex.result["result"]["runs"][0]["trace"]["m"]) == {100}
+    ex.controls["sgd_lr"].value = 0.01
+    assert ex.redraws == 5 and ex.result["result"]["runs"][1]["options"]["lr"] == pytest.approx(0.01)
 
 
 def test_experiments_and_bench_do_not_import_widgets():

@@ -3,6 +3,7 @@ the best run of each family, the time to reach SGD's best error and the per-iter
 :func:`short_run`, the compute half of :func:`kfac_teach.widgets.training_explorer`."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import platform
@@ -91,7 +92,7 @@ def compare(problem="digits", *, device="cpu", methods=None, iters=None, time_bu
     for mth in progress_bar(methods, desc=f"{p.name}: runs", unit="run", disable=not progress):
         net = copy.deepcopy(net0)
         runs.append(train(mth, p, X, net, iters=iters, time_budget=time_budget, seed=seed,
-                          progress=progress, clock=clock))
+                          progress=progress, clock=clock, n_evals=p.n_evals))
         r = runs[-1]
         if progress:
             write(f"  {r['label']:<40s} {r['iterations']:6d} it  {r['train_time']:7.2f} s  "
@@ -159,19 +160,74 @@ def compare(problem="digits", *, device="cpu", methods=None, iters=None, time_bu
     }
 
 
-def short_run(problem="digits", structure="block_diagonal", damping=150.0, mode="adaptive",
-              sgd_lr=0.01, iters=100, seed=0, X=None):
-    """K-FAC with the given settings against SGD-Nesterov, ``iters`` iterations each, on CPU.
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one CPU thread inside the block, then restore the thread count.
 
-    The compute half of :func:`kfac_teach.widgets.training_explorer`; returns ``{"result", "numbers"}``.
+    Small networks gain nothing from a second thread, and on a shared CPU two threads can stall at
+    every parallel region; with one thread the runs are also bit-reproducible whatever the load.
+    """
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+#: The update of Algorithm 2's step 4 in :func:`short_run` (and the explorer): ``kt.KFAC`` options.
+STEPS = {
+    "alpha_mu": {},                                         # δ = αΔ + μδ₀, (α, μ) from M (Secs. 6.4, 7)
+    "alpha": {"momentum": False},                           # δ = α*Δ, the paper's K-FAC without momentum
+    "delta": {"rescale": False},                            # δ = Δ: no re-scaling (Sec. 6.4, Fig. 7)
+    "simple": {"mode": "simple", "lr": 0.1, "momentum": 0.9},   # fixed lr, μ, damping: a preconditioner
+}
+
+
+def short_run(problem="digits", structure="block_diagonal", damping=1.0, step="alpha_mu",
+              batch="schedule", sgd_lr=0.1, iters=100, sgd_iters=None, seed=0, X=None):
+    """K-FAC with the given settings against SGD-Nesterov (μ_max = 0.99), on the CPU.
+
+    K-FAC runs ``iters`` iterations (``step``: a key of :data:`STEPS`; ``batch``: ``"schedule"``,
+    Sec. 13's :math:`m_k`, or a fixed size), SGD ``sgd_iters`` (default ``10 * iters``) at its
+    fixed batch, both from the same sparse initialization on one CPU thread (:func:`one_thread`),
+    the error evaluated about 50 times each.  The compute half of
+    :func:`kfac_teach.widgets.training_explorer`; returns ``{"result", "numbers"}`` with ``result`` shaped like :func:`compare`'s (``"runs"``, ``"best"``,
+    ``"summary"``), so :func:`~kfac_teach.experiments.report.plot_comparison` draws it.
     """
     p = get_problem(problem)
     X = data.autoencoder_data(p.name) if X is None else X
-    kf = {"structure": structure, "damping": float(damping), "mode": mode}
-    if mode == "simple":
-        kf.update(lr=0.1, momentum=0.9)
-    methods = [Method("kfac", kf), Method("sgd", {"lr": sgd_lr, "mu_max": 0.99}, p.sgd_batch)]
-    res = compare(p, methods=methods, iters=int(iters), seed=seed, timing_steps=0, progress=False, X=X,
-                  warmup=False)
-    numbers = {r["label"]: round(r["best_error"], 3) for r in res["runs"]}
+    if step not in STEPS:
+        raise ValueError(f"unknown step {step!r}; choose one of {sorted(STEPS)}")
+    iters = int(iters)
+    sgd_iters = 10 * iters if sgd_iters is None else int(sgd_iters)
+    kf = {"structure": structure, "damping": float(damping), **STEPS[step]}
+    kfac = Method("kfac", kf, batch)
+    sgd = Method("sgd", {"lr": float(sgd_lr), "mu_max": 0.99}, p.sgd_batch)
+    net0 = initial_net(p, seed=seed)
+    with one_thread():
+        runs = [train(kfac, p, X, copy.deepcopy(net0), iters=iters, seed=seed, eval_every=max(1, iters // 50)),
+                train(sgd, p, X, copy.deepcopy(net0), iters=sgd_iters, seed=seed,
+                      eval_every=max(1, sgd_iters // 50))]
+    k_run, s_run = runs
+    target = s_run["best_error"]
+    _, k_reach = time_to_reach(k_run, target)
+    numbers = {
+        f"K-FAC error at k={iters}": k_run["history"]["error"][-1],
+        f"SGD error at k={iters}": _error_at(s_run, iters),
+        f"SGD error at k={sgd_iters}": s_run["history"]["error"][-1],
+        "K-FAC iterations to SGD's best": "not reached" if k_reach is None else k_reach,
+        "K-FAC final λ": k_run["trace"]["lambda"][-1] if k_run["trace"].get("lambda") else math.nan,
+    }
+    best = best_runs(runs)
+    res = {"problem": p.name, "environment": {"device": device_name(torch.device("cpu")),
+                                              "torch": torch.__version__},
+           "runs": runs, "best": {fam: r["label"] for fam, r in best.items()},
+           "summary": {"sgd_best_error": target}}
     return {"result": res, "numbers": numbers}
+
+
+def _error_at(run, k):
+    """The error at the last evaluation at or before iteration ``k``."""
+    h = run["history"]
+    return [e for it, e in zip(h["iter"], h["error"]) if it <= k][-1]

@@ -2,6 +2,7 @@ r"""One run: an optimizer configuration (:class:`Method`), training it on a prob
 the error history and K-FAC's adaptive quantities), and timing its steps (:func:`time_steps`)."""
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -12,7 +13,7 @@ import torch
 from ..baselines import NesterovSGD, adam
 from ..optim import KFAC
 from ..progress import finish, progress as progress_bar
-from ..schedules import minibatch_size
+from ..schedules import PolyakAverage, minibatch_size
 from .devices import sync
 from .problems import ETA, get_problem, loss_fn, reconstruction_error
 
@@ -86,7 +87,7 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_evals=60,
-          progress=False, target_error=None, clock="wall"):
+          progress=False, target_error=None, clock="wall", eval_every=None, polyak=None):
     r"""Train ``net`` on ``X`` (targets = inputs) with one method; returns a JSON-ready dict.
 
     Stops after ``iters`` iterations or ``time_budget`` seconds of training (whichever first; at
@@ -97,6 +98,13 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
     measures wall-clock time; ``"cpu"`` the process's CPU time (all threads summed; steadier on a
     shared machine, meaningless on a GPU); the history records both as ``"wall"`` and ``"cpu"``,
     and ``"time"`` is the chosen one.
+
+    ``eval_every``: evaluate at 0 and every ``eval_every`` iterations instead of the geometric
+    spacing (for curves that are compared iteration by iteration, across seeds).  ``polyak``: ξ of
+    the iterate average :math:`\bar\theta \leftarrow \xi\bar\theta + (1-\xi)\theta` after every
+    step (Sec. 13: ξ = 0.99; :class:`kfac_teach.schedules.PolyakAverage`, ramped from the first
+    iterate); the history then also holds ``"error_avg"``, the error of θ̄ at the same iterations
+    (the paper reports min(error of θ, error of θ̄)).
 
     Returns ``{"label", "family", "kind", "options", "batch", "history": {"iter", "time", "error",
     "cases"}, "trace": {…}, "best_error", "final_error", "iterations", "train_time", "diverged",
@@ -110,7 +118,10 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
     n = len(X)
     limit = iters if iters is not None else 10 ** 9
     budget = time_budget if time_budget is not None else math.inf
-    eval_its = eval_iterations(min(limit, 10 ** 6))
+    if eval_every is not None:
+        eval_its = set(range(0, min(limit, 10 ** 7) + 1, int(eval_every)))
+    else:
+        eval_its = eval_iterations(min(limit, 10 ** 6))
     eval_dt = budget / n_evals if math.isfinite(budget) else math.inf
     gen = torch.Generator(device=device).manual_seed(seed)
     kgen = torch.Generator(device=device).manual_seed(seed + 1)
@@ -118,6 +129,11 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
     if clock not in CLOCKS:
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
     hist = {"iter": [], "time": [], "wall": [], "cpu": [], "error": [], "cases": []}
+    average = avg_net = None
+    if polyak is not None:
+        average = PolyakAverage(net, xi=polyak)
+        avg_net = copy.deepcopy(net)
+        hist["error_avg"] = []
     trace = {"m": [], "loss": []}
     if method.kind == "kfac":
         trace.update({key: [] for key in KFAC_TRACE})
@@ -131,6 +147,8 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
         hist["cpu"].append(t[1])
         hist["error"].append(err)
         hist["cases"].append(cases)
+        if average is not None:
+            hist["error_avg"].append(reconstruction_error(average.copy_to(avg_net), X))
         return err
 
     err = evaluate(0, (0.0, 0.0), 0)
@@ -161,6 +179,8 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
             sync(device)
             wall += time.perf_counter() - t0
             cpu += time.process_time() - c0
+            if average is not None:
+                average.update()            # not timed: the paper's clock counts the method alone
             t_train = wall if clock == "wall" else cpu
             k += 1
             cases += m
@@ -192,6 +212,8 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
         if inf is not None and method.kind == "kfac":
             for key, v in zip(KFAC_TRACE, inf):
                 trace[key].append(float(v))
+    if average is not None:
+        hist["error_avg"] = [float(e) for e in hist["error_avg"]]
     errors = [e for e in hist["error"] if math.isfinite(e)]
     return {"label": method.label, "family": method.family, "kind": method.kind,
             "options": dict(method.options), "batch": method.batch, "history": hist, "trace": trace,
