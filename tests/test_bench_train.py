@@ -123,7 +123,7 @@ def test_training_explorer_reruns_on_control_change():
     n = ex.result["numbers"]
     assert n["K-FAC error at k=6"] < n["SGD error at k=6"]         # the lesson's claim, in the default view
     runs = ex.result["result"]["runs"]
-    assert runs[0]["iterations"] == 6 and runs[1]["iterations"] == 60
+    assert runs[0]["iterations"] == 6 and runs[1]["iterations"] == 30
     ex.controls["structure"].value = "block_tridiagonal"
     assert ex.redraws == 2 and ex.result["result"]["runs"][0]["options"]["structure"] == "block_tridiagonal"
     ex.controls["step"].value = "simple"

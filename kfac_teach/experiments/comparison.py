@@ -189,7 +189,7 @@ def short_run(problem="digits", structure="block_diagonal", damping=1.0, step="a
     """K-FAC with the given settings against SGD-Nesterov (μ_max = 0.99), on the CPU.
 
     K-FAC runs ``iters`` iterations (``step``: a key of :data:`STEPS`; ``batch``: ``"schedule"``,
-    Sec. 13's :math:`m_k`, or a fixed size), SGD ``sgd_iters`` (default ``10 * iters``) at its
+    Sec. 13's :math:`m_k`, or a fixed size), SGD ``sgd_iters`` (default ``5 * iters``) at its
     fixed batch, both from the same sparse initialization on one CPU thread (:func:`one_thread`),
     the error evaluated about 50 times each.  The compute half of
     :func:`kfac_teach.widgets.training_explorer`; returns ``{"result", "numbers"}`` with ``result`` shaped like :func:`compare`'s (``"runs"``, ``"best"``,
@@ -200,7 +200,7 @@ def short_run(problem="digits", structure="block_diagonal", damping=1.0, step="a
     if step not in STEPS:
         raise ValueError(f"unknown step {step!r}; choose one of {sorted(STEPS)}")
     iters = int(iters)
-    sgd_iters = 10 * iters if sgd_iters is None else int(sgd_iters)
+    sgd_iters = 5 * iters if sgd_iters is None else int(sgd_iters)
     kf = {"structure": structure, "damping": float(damping), **STEPS[step]}
     kfac = Method("kfac", kf, batch)
     sgd = Method("sgd", {"lr": float(sgd_lr), "mu_max": 0.99}, p.sgd_batch)
