@@ -24,7 +24,10 @@ the same path in function space.  Gradient descent and Adam do not (their steps 
   "true" :math:`\tilde F`, :class:`kfac_teach.BlockDiagonalInverse` /
   :class:`kfac_teach.BlockTridiagonalInverse`, fixed step) recording the outputs on the training set.
 * :func:`compare_runs` — both networks from equivalent starting points, their trajectories and the gap
-  (max over steps of the relative output difference); :func:`gap_table`, :func:`damping_sweep`.
+  (max over steps of the relative output difference); :func:`gap_table`, :func:`damping_sweep`,
+  :func:`trajectory_view` (the explorer's view).
+* :func:`one_step_check` — Theorem 1 for one step: the reparametrized network's step mapped back by ζ
+  against the original's, for gradient descent and both K-FAC inverses.
 * :func:`whitening_check` — the undamped block-diagonal K-FAC step against a plain gradient step on
   the network whose :math:`\bar a` and :math:`g` are centred and whitened (Sec. 10).
 """
@@ -34,18 +37,16 @@ import math
 from contextlib import contextmanager
 from functools import lru_cache
 
-import numpy as np
 import torch
 import torch.nn.functional as Fn
 from torch import nn
 
 from .. import data
-from ..config import smoke_or
 from ..factors import factors_from_pass, kronecker_factors
 from ..gradients import PerExampleGradients
-from ..losses import get_loss, output_directions
 from ..inverses import BlockDiagonalInverse, BlockTridiagonalInverse
-from ..nets import MLP, Wbar, Wbar_grad, linear_layers, load_paper_vector, flatten
+from ..losses import get_loss, output_directions
+from ..nets import MLP, Wbar, Wbar_grad, flatten, linear_layers
 
 __all__ = ["INV_SIZES", "INV_N", "INV_SEED", "INV_INIT_SCALE", "INV_STEPS", "INV_RATES", "INV_TINY_DAMPING", "INV_DAMPINGS",
            "REPARAMETRIZATIONS", "INV_METHODS", "INV_METHOD_LABELS", "invariance_data", "original_network",
@@ -89,7 +90,7 @@ def invariance_data(n=INV_N, seed=INV_SEED):
 
 
 def original_network(d, sizes=INV_SIZES, seed=INV_SEED, activation="tanh", scale=INV_INIT_SCALE):
-    """The tanh autoencoder ``d → sizes → d`` (float64): PyTorch's default initialization (seeded)
+    r"""The tanh autoencoder ``d → sizes → d`` (float64): PyTorch's default initialization (seeded)
     with the weights multiplied by ``scale``, so that the tanh units work in their nonlinear range
     (at scale 1 they are nearly linear, the unit gradients :math:`g_i` nearly a linear function of
     :math:`g_{i+1}`, and the undamped block-tridiagonal :math:`\hat F` nearly singular)."""
@@ -429,11 +430,12 @@ def one_thread():
         torch.set_num_threads(n)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def compare_runs(name, method, damping=0.0, steps=INV_STEPS, n=INV_N, seed=INV_SEED):
     """Train the original network and its reparametrization ``name`` with ``method`` from equivalent
     starting points: a dict with the outputs ``P`` / ``P_dagger`` ``(steps+1, N, d)``, the losses, the
-    per-step ``gap`` (:func:`relative_gap`) and its maximum ``max_gap``."""
+    per-step ``gap`` (:func:`relative_gap`, in float64) and its maximum ``max_gap``.  Cached (the
+    explorer revisits runs); the outputs are kept in float32 to bound the cache's memory."""
     X = invariance_data(n, seed)
     net = original_network(X.shape[1], seed=seed)
     net_d, *_ = reparametrize(net, X, name, seed)
@@ -441,7 +443,7 @@ def compare_runs(name, method, damping=0.0, steps=INV_STEPS, n=INV_N, seed=INV_S
         P, loss = run_method(net, X, method, steps, damping=damping)
         Pd, loss_d = run_method(net_d, X, method, steps, damping=damping)
     gap = relative_gap(P, Pd)
-    return {"name": name, "method": method, "damping": damping, "P": P, "P_dagger": Pd, "loss": loss.numpy(),
+    return {"name": name, "method": method, "damping": damping, "P": P.float(), "P_dagger": Pd.float(), "loss": loss.numpy(),
             "loss_dagger": loss_d.numpy(), "gap": gap, "max_gap": float(gap.max())}
 
 
