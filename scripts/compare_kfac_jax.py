@@ -18,7 +18,9 @@ intra_op_parallelism_threads=1``), the two alternated seed by seed so that the m
 alike.  Before the timed run every method runs a short untimed warm-up (for kfac-jax: on the same
 optimizer object, so its jit compilation is excluded; the warm-up's seconds are reported as
 ``warmup_s``).  The clock covers the optimizer steps only (ours: drawing the random order of the
-batch, the closure, ``opt.step``; jax: ``opt.step`` and ``block_until_ready``).
+batch if needed, the closure, ``opt.step``; jax: ``opt.step`` and ``block_until_ready``).  Each method
+and seed then runs ``--repeats`` identical times (same seed, same iterates) and each step counts its
+fastest time: other processes only ever add time, so this filters the load of a shared machine.
 
 Methods (``--methods`` picks a subset):
 
@@ -105,6 +107,8 @@ def parser():
     ap.add_argument("--sgd-lr", type=float, default=0.1)
     ap.add_argument("--sgd-mu", type=float, default=0.9)
     ap.add_argument("--warmup", type=int, default=12, help="untimed warm-up steps before each run")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="identical timed runs per method and seed; each step counts its fastest time")
     ap.add_argument("--out", default="figures/bench/kfac_jax_digits_cpu.json")
     ap.add_argument("--worker", choices=("torch", "jax"), help=argparse.SUPPRESS)
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -128,8 +132,21 @@ def thin(xs, every=10):
     return [x for i, x in enumerate(xs) if i % every == 0 or i == len(xs) - 1]
 
 
-def run_summary(name, seed, losses, times, warmup_s, trace):
+def timed_repeats(run, steps, seed, repeats):
+    """``repeats`` identical runs (same seed: the same iterates); each step's time is its fastest
+    over the repeats (other processes only ever add time).  Returns the first run's losses and
+    trace, the per-step times, and the largest loss difference between repeats (0: deterministic)."""
+    outs = [run(steps, seed, record=True) for _ in range(repeats)]
+    losses, _, trace = outs[0]
+    n = min(len(o[0]) for o in outs)
+    times = [min(o[1][i] for o in outs) for i in range(n)]
+    spread = max((abs(a - b) for o in outs[1:] for a, b in zip(o[0][:n], losses[:n])), default=0.0)
+    return losses[:n], times, trace, spread
+
+
+def run_summary(name, seed, losses, times, warmup_s, trace, spread=0.0):
     return {"method": name, "seed": seed, "steps_run": len(losses), "to": reached(losses, times),
+            "repeat_loss_spread": spread,
             "step_s_median": statistics.median(times) if times else None, "total_s": sum(times),
             "warmup_s": warmup_s, "final_loss": losses[-1] if losses else None,
             "loss_every_10": thin(losses), "trace_every_10": {k: thin(v) for k, v in trace.items()}}
@@ -217,9 +234,10 @@ def torch_worker(args, methods):
         train(name, args.warmup, args.seed + 1000, record=False)
         warm = time.perf_counter() - t0
         steps = args.sgd_steps if name.endswith("sgd") else args.max_steps
-        losses, times, trace = train(name, steps, args.seed, record=True)
+        losses, times, trace, spread = timed_repeats(lambda *a, **k: train(name, *a, **k), steps, args.seed,
+                                                     args.repeats)
         results.append(run_summary(name, args.seed, losses, times, warm,
-                                   trace if not name.endswith("sgd") else {}))
+                                   trace if not name.endswith("sgd") else {}, spread))
     return results
 
 
@@ -318,8 +336,8 @@ def jax_worker(args, methods):
         run(args.warmup, args.seed + 1000, record=False)  # jit compilation happens here
         warm = time.perf_counter() - t0
         steps = args.sgd_steps if name == "jax_sgd" else args.max_steps
-        losses, times, trace = run(steps, args.seed, record=True)
-        results.append(run_summary(name, args.seed, losses, times, warm, trace))
+        losses, times, trace, spread = timed_repeats(run, steps, args.seed, args.repeats)
+        results.append(run_summary(name, args.seed, losses, times, warm, trace, spread))
     return results
 
 
@@ -363,7 +381,7 @@ def spawn(python, side, seed, workdir, args, methods):
     cmd = [python, __file__, "--worker", side, "--workdir", workdir, "--seed", str(seed),
            "--methods", ",".join(methods), "--lambda0", repr(args.lambda0), "--max-steps", str(args.max_steps), "--T3", str(args.T3),
            "--sgd-steps", str(args.sgd_steps), "--sgd-lr", repr(args.sgd_lr), "--sgd-mu", repr(args.sgd_mu),
-           "--warmup", str(args.warmup)]
+           "--warmup", str(args.warmup), "--repeats", str(args.repeats)]
     if args.jax_damping is not None:
         cmd += ["--jax-damping", repr(args.jax_damping)]
     t0 = time.perf_counter()
@@ -487,7 +505,7 @@ def main(argv=None):
         "settings": {"seeds": args.seeds, "methods": methods, "lambda0": args.lambda0,
                      "jax_initial_damping": jax_damping, "max_steps": args.max_steps,
                      "sgd": {"lr": args.sgd_lr, "mu": args.sgd_mu, "steps": args.sgd_steps},
-                     "warmup_steps": args.warmup,
+                     "warmup_steps": args.warmup, "repeats": args.repeats,
                      "T3": args.T3,
                      "ours": "KFAC(loss='bernoulli', structure, damping=lambda0, weight_decay=eta, T3), "
                              "other settings the paper's; the full batch in a fresh random order per "
@@ -499,7 +517,9 @@ def main(argv=None):
                             "min_damping=1e-8, curvature_ema=0.95, estimation_mode "
                             "ggn_curvature_prop, whole batch for curvature and the quadratic model)",
                      "timing": "time.perf_counter around each step only; jit compilation in the "
-                               "untimed warm-up (warmup_s); workers alternate order per seed"},
+                               "untimed warm-up (warmup_s); each method and seed runs `repeats` "
+                               "identical times and each step counts its fastest time; workers "
+                               "alternate order per seed"},
         "command": "python scripts/compare_kfac_jax.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "summary": summary,
         "time_ratio_medians": time_ratios,

@@ -36,6 +36,7 @@ def test_our_side_writes_steps_times_and_a_table(tmp_path):
         assert r["steps_run"] == steps and r["step_s_median"] > 0
         assert r["final_loss"] < 45.0  # from about 44 (sparse init) in a few steps
         assert r["to"]["16"]["steps"] is None  # not in 4 steps
+        assert r["repeat_loss_spread"] == 0.0  # the timed repeats retrace the same iterates
     assert result["summary"]["ours_kfac_block_diagonal"]["reached_16"] == "0/2"
     assert "ours_kfac_block_diagonal" in stdout and "ms/step" in stdout
 
