@@ -137,6 +137,38 @@ def test_alpha_mu_minimize_quadratic_model_on_span():
     assert_close_rel(opt.info["model_change"], best, rtol=1e-7)
 
 
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_negative_mu_after_an_overshoot_is_the_dense_minimizer(structure):
+    """After a step that overshot (θ pushed 4δ₀ further along the last step, δ₀ ← 5δ₀) the minimizer
+    of M on span{Δ, δ₀} has μ < 0 (go back part of the way): the optimizer reports the dense 2×2
+    minimizer with its sign (Sec. 7; the released code does not clip μ either) and θ moves by it.
+    Δ = −F̃⁻¹∇h from the optimizer's own damped inverse (dense), F exact on the whole batch (τ₂ = 1)."""
+    from kfac_teach.update import apply_update
+
+    net, X, Y = _problem(sizes=(4, 3, 3, 3, 4), n=10, seed=4)
+    lam0 = 0.5
+    opt = KFAC(net, loss="bernoulli", structure=structure, damping=lam0, weight_decay=ETA, tau1=1.0,
+               tau2=1.0, generator=torch.Generator().manual_seed(4))
+    closure = _closure(opt, net, X, Y)
+    opt.step(closure)
+    st = opt.kfac_state
+    apply_update(opt.settings["params"], [4.0 * d for d in st.delta0])
+    st.delta0 = [5.0 * d for d in st.delta0]
+    delta0 = torch.cat([kt.vec(d) for d in st.delta0])
+    theta, grad, F = kt.paper_vector(net), _grad_h(net, X, Y), ref.true_fisher(net, X, "bernoulli")
+    lam = float(st.lambda_) + ETA
+    opt.step(closure)
+    Delta = -st.inverse.inverse.dense() @ grad  # k = 2 ≤ 3: rebuilt at this step, γ = √(λ₀+η)
+    U = torch.stack([Delta, delta0], 1)
+    Q = U.T @ F @ U + lam * U.T @ U
+    alpha, mu = -torch.linalg.solve(Q, U.T @ grad)
+    assert mu < -1e-3, f"the overshoot should call for μ < 0, dense μ = {float(mu):.4g}"
+    assert_close_rel(opt.info["alpha"], alpha, rtol=1e-7)
+    assert_close_rel(opt.info["mu"], mu, rtol=1e-7)
+    assert_close_rel(kt.paper_vector(net), theta + alpha * Delta + mu * delta0, rtol=1e-8)
+    assert_close_rel(opt.info["model_change"], 0.5 * grad @ (alpha * Delta + mu * delta0), rtol=1e-7)
+
+
 def _dense_adaptive_steps(structure, steps, **kw):
     """Run ``steps`` adaptive K-FAC steps and yield, per step, the dense oracle quantities and the
     optimizer's info: θ before, ∇h, Δ = −F̃_damped⁻¹∇h (dense inverse of the ε-averaged sampled
