@@ -39,7 +39,8 @@ def plot_comparison(result, axes=None, others=True):
         ts = h["time"]
         axes[1].plot(ts[1:], h["error"][1:], **kw)
     target = result["summary"].get("sgd_best_error")
-    for ax, xl in zip(axes, ("iteration", "training time (s)")):
+    cpu = result.get("settings", {}).get("clock") == "cpu"
+    for ax, xl in zip(axes, ("iteration", "training CPU time (s)" if cpu else "training time (s)")):
         ax.set_yscale("log")
         ax.set_xscale("log")
         ax.set_xlabel(xl)
