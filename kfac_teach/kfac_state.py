@@ -60,6 +60,8 @@ def _clone(v, ref=None):
         return v if ref is None else v.to(device=ref.device, dtype=ref.dtype)
     if isinstance(v, dict):
         return {key: _clone(x, ref) for key, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return type(v)(_clone(x, ref) for x in v)
+    if isinstance(v, list):  # plain lists, also for a Flat (views of one vector): a state_dict holds no class
+        return [_clone(x, ref) for x in v]
+    if isinstance(v, tuple):
+        return tuple(_clone(x, ref) for x in v)
     return v

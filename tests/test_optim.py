@@ -94,11 +94,12 @@ def test_first_two_steps_equal_dense_damped_preconditioned_steps(structure):
     for k in (1, 2):
         theta = kt.paper_vector(net)
         grad = _grad_h(net, X, Y)
-        A, G = _sampled_factors(net, X[:n1], twin, structure)
+        rows = torch.randperm(len(X), generator=twin)[:max(n1, n2)]  # S_1, S_2: random rows (step 2)
+        A, G = _sampled_factors(net, X[rows[:n1]], twin, structure)
         if k == 2:
             A, G = _mix(A_old, A, 0.5), _mix(G_old, G, 0.5)
         Delta = -_dense_inverse(A, G, structure, gamma ** 2) @ grad
-        F = ref.true_fisher(net, X[:n2], "bernoulli")
+        F = ref.true_fisher(net, X[rows[:n2]], "bernoulli")
         U = torch.stack([Delta] if k == 1 else [Delta, delta0], 1)
         Q = U.T @ F @ U + (lam0 + ETA) * U.T @ U
         coeffs = -torch.linalg.solve(Q, U.T @ grad)
@@ -152,12 +153,13 @@ def _dense_adaptive_steps(structure, steps, **kw):
     for k in range(1, steps + 1):
         theta = kt.paper_vector(net)
         grad = _grad_h(net, X, Y)
-        A, G = _sampled_factors(net, X[:n1], twin, structure)
+        rows = torch.randperm(len(X), generator=twin)[:max(n1, n2)]
+        A, G = _sampled_factors(net, X[rows[:n1]], twin, structure)
         if k > 1:
             eps = min(1 - 1 / k, 0.95)
             A, G = _mix(A_old, A, eps), _mix(G_old, G, eps)
         Delta = -_dense_inverse(A, G, structure, gamma ** 2) @ grad
-        F = ref.true_fisher(net, X[:n2], "bernoulli")
+        F = ref.true_fisher(net, X[rows[:n2]], "bernoulli")
         opt.step(closure)
         yield dict(theta=theta, grad=grad, Delta=Delta, F=F, lam=lam0 + ETA,
                    delta=kt.paper_vector(net) - theta, info=opt.info)
