@@ -449,3 +449,89 @@ def test_cuda_matches_cpu_float64(structure):
         results.append((kt.paper_vector(net).cpu(), float(opt.info["lambda"]), opt.info["gamma"]))
     assert_close_rel(results[1][0], results[0][0], rtol=1e-9)
     assert results[1][1] == pytest.approx(results[0][1]) and results[1][2] == pytest.approx(results[0][2])
+
+
+def _moments(X, rows):
+    """Ā of the network input on ``rows``: the mean of [x; 1][x; 1]ᵀ."""
+    a = torch.cat([X[rows], torch.ones(len(rows), 1, dtype=X.dtype)], 1)
+    return a.T @ a / len(rows)
+
+
+def test_subsets_are_random_rows_drawn_with_the_generator():
+    """Algorithm 2, step 2: S_1 (and S_2) are the first rows of a ``torch.randperm`` of the batch
+    drawn with the optimizer's generator each step (then the targets): other rows than the batch's
+    first ones, new rows every step, the same rows for the same seed.  ``subsets="first"`` takes the
+    first rows.  Checked on Ā_0 = the ε-average of the input moments over S_1 (Sec. 5)."""
+    net0, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=13)
+    n1 = 4  # tau1 = 1/4 of 16 rows
+
+    def run(subsets, seed, steps):
+        net = copy.deepcopy(net0)
+        opt = KFAC(net, loss="bernoulli", damping=1.0, weight_decay=ETA, tau1=0.25, tau2=0.5, subsets=subsets,
+                   generator=torch.Generator().manual_seed(seed))
+        twin, A_ref, drawn = torch.Generator().manual_seed(seed), None, []
+        for k in range(1, steps + 1):
+            rows = torch.randperm(16, generator=twin)[:8][:n1] if subsets == "random" else torch.arange(n1)
+            _sampled_factors(net, X[rows], twin, "block_diagonal")  # the targets: keeps the twin in step
+            eps = min(1 - 1 / k, 0.95)
+            A_ref = _moments(X, rows) if k == 1 else eps * A_ref + (1 - eps) * _moments(X, rows)
+            opt.step(_closure(opt, net, X, Y))
+            assert_close_rel(opt.kfac_state.statistics.A[0][0], A_ref, rtol=1e-10, msg=f"Ā_0 at step {k}")
+            drawn.append(frozenset(rows.tolist()))
+        return kt.paper_vector(net), drawn
+
+    theta, drawn = run("random", 3, 4)
+    assert len(set(drawn)) == 4 and frozenset(range(n1)) not in drawn      # new rows every step
+    again, drawn_again = run("random", 3, 4)
+    assert torch.equal(again, theta) and drawn_again == drawn              # reproducible with the seed
+    other, drawn_other = run("random", 4, 4)
+    assert drawn_other != drawn and not torch.equal(other, theta)
+    _, first = run("first", 3, 2)
+    assert first == [frozenset(range(n1))] * 2
+
+
+def test_rho_from_a_forward_only_closure_equals_rho_from_the_full_closure():
+    """A closure with a ``backward`` parameter is called as ``closure(backward=False)`` under
+    ``torch.no_grad()`` for h(θ+δ), at k ≡ 0 (mod T1) only (Sec. 6.5: ρ costs one forward pass), and
+    gives the same ρ, λ and iterates as a plain closure that back-propagates again."""
+    runs = []
+    for forward_only in (False, True):
+        net, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=5)
+        opt = KFAC(net, loss="bernoulli", damping=5.0, weight_decay=ETA, T1=2, T2=4, T3=2,
+                   generator=torch.Generator().manual_seed(5))
+        calls = []
+
+        def closure(backward=True):
+            calls.append((backward, torch.is_grad_enabled()))
+            opt.zero_grad()
+            loss = Fn.binary_cross_entropy_with_logits(net(X), Y, reduction="sum") / len(X)
+            if backward:
+                loss.backward()
+            return loss
+        step_closure = closure if forward_only else _closure(opt, net, X, Y)
+        rhos = []
+        for _ in range(8):
+            opt.step(step_closure)
+            rhos.append(float(opt.info["rho"]))
+        runs.append((kt.paper_vector(net), rhos, float(opt.info["lambda"]), calls))
+    (theta_a, rho_a, lam_a, _), (theta_b, rho_b, lam_b, calls) = runs
+    assert calls == [(True, True), (True, True), (False, False)] * 4     # ρ at k = 2, 4, 6, 8, no grad
+    assert [math.isnan(r) for r in rho_a] == [True, False] * 4
+    assert rho_b == pytest.approx(rho_a, rel=1e-12, nan_ok=True) and lam_b == pytest.approx(lam_a, rel=1e-12)
+    assert_close_rel(theta_b, theta_a, rtol=1e-12)
+
+
+def test_inverse_cache_keeps_copies_of_the_factors_averaged_in_place():
+    """The factors are ε-averaged in place every step; the inverse cache (and the state_dict's
+    ``inv_A``/``inv_G``) keep the factors of the iteration that built the inverse (k = 3 here)."""
+    net, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=8)
+    opt = KFAC(net, loss="bernoulli", damping=2.0, weight_decay=ETA, T2=10, T3=5,
+               generator=torch.Generator().manual_seed(8))
+    closure = _closure(opt, net, X, Y)
+    for _ in range(3):
+        opt.step(closure)
+    A3 = opt.kfac_state.statistics.A[0][0].clone()
+    opt.step(closure)                                     # k = 4: averaged in place, inverse reused
+    sd = opt.state_dict()["kfac"]
+    assert torch.equal(sd["inv_A"][0][0], A3) and not torch.equal(sd["A"][0][0], A3)
+    assert torch.equal(opt.kfac_state.inverse.A[0][0], A3)
