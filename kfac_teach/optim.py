@@ -101,7 +101,7 @@ class KFAC(torch.optim.Optimizer):
             ``TypeError`` naming the module; :func:`kfac_teach.nets.linear_layers`), with or without
             bias.  A chain (:class:`kfac_teach.MLP`, ``nn.Sequential``) reuses the captured
             activations (batched Algorithm 1); any other module is called as ``net(x)`` with one
-            tensor, and each step runs it once more on the first ``max(|S_1|, |S_2|)`` rows with hooks
+            tensor, and each step runs it once more on the rows of :math:`S_1 \cup S_2` with hooks
             (:func:`kfac_teach.module_pass.hooked_pass`) for the statistics' backward pass and the
             exact-F products (``torch.func.jvp``).  ``structure="block_tridiagonal"`` then couples
             neighbours in layer order (an assumption, see :class:`kfac_teach.BlockTridiagonalInverse`).

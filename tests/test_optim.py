@@ -426,7 +426,8 @@ def test_bad_inputs():
     for kw in (dict(structure="full"), dict(mode="fast"), dict(fisher="mc"), dict(T2=7, T3=5),
                dict(tau1=0), dict(tau2=2.0), dict(damping=-1.0), dict(omega1=1.5), dict(pi="max"),
                dict(gamma_bounds=(1.0, 0.1)), dict(loss="hinge"), dict(rescale="no"),
-               dict(momentum="yes"), dict(mode="simple", momentum=True), dict(mode="simple", rescale=False)):
+               dict(momentum="yes"), dict(mode="simple", momentum=True), dict(mode="simple", rescale=False),
+               dict(subsets="last")):
         with pytest.raises(ValueError):
             KFAC(net, **kw)
 
