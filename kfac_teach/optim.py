@@ -60,13 +60,13 @@ import warnings
 
 import torch
 
+from .flat import Flat
 from .inverses import PI_RULES, SingularFactorError
 from .kfac_capture import ActivationCapture
 from .kfac_inverse import STRUCTURES, gamma_candidates
 from .kfac_state import KFACState
 from .kfac_statistics import output_directions, unit_gradients
 from .losses import get_loss
-from .flat import Flat
 from .nets import chain, is_chain, layer_shapes, linear_layers, parameters
 from .schedules import OMEGA1, OMEGA2, lm_rule
 from .update import apply_update, best_update, objective_change, proposal, reduction_ratio

@@ -536,3 +536,27 @@ def test_inverse_cache_keeps_copies_of_the_factors_averaged_in_place():
     sd = opt.state_dict()["kfac"]
     assert torch.equal(sd["inv_A"][0][0], A3) and not torch.equal(sd["A"][0][0], A3)
     assert torch.equal(opt.kfac_state.inverse.A[0][0], A3)
+
+
+def test_state_dict_with_lower_factor_entries_resumes_as_without():
+    """Older versions saved A[i+1][i] (a transposed view of A[i][i+1]) in the factor averages; the
+    averages are now updated in place, so a loaded lower entry is dropped rather than left stale."""
+    kw = dict(loss="bernoulli", structure="block_tridiagonal", damping=2.0, weight_decay=ETA, T2=10, T3=5)
+    net, X, Y = _problem(sizes=(4, 3, 3, 4), n=16, seed=8)
+    opt = KFAC(net, generator=torch.Generator().manual_seed(8), **kw)
+    for _ in range(3):
+        opt.step(_closure(opt, net, X, Y))
+    sd, saved_net = opt.state_dict(), copy.deepcopy(net.state_dict())
+    old = copy.deepcopy(sd)
+    for T in (old["kfac"]["A"], old["kfac"]["G"]):
+        T[1][0] = T[0][1].T.clone()
+    thetas = []
+    for state in (sd, old):
+        net2 = _problem(sizes=(4, 3, 3, 4), n=16, seed=99)[0]
+        net2.load_state_dict(saved_net)
+        opt2 = KFAC(net2, generator=torch.Generator().manual_seed(1), **kw)
+        opt2.load_state_dict(copy.deepcopy(state))
+        for _ in range(4):                 # k = 4, 5 (rebuild from the averages), 6, 7
+            opt2.step(_closure(opt2, net2, X, Y))
+        thetas.append(kt.paper_vector(net2))
+    assert torch.equal(thetas[0], thetas[1])
