@@ -109,6 +109,7 @@ def _check_step_cost(cost, batches, structures=("block_diagonal", "block_tridiag
     each K-FAC structure and their ratio (never a timing assertion)."""
     assert cost["device"] and cost["device_type"] == "cpu" and cost["threads"] >= 1 and cost["dtype"] == "float32"
     assert "interleaved" in cost["method"] and cost["rounds"] >= 1 and cost["steps"] >= 1
+    assert cost["clock"] in ("wall", "cpu")
     assert [row["m"] for row in cost["rows"]] == batches
     for row in cost["rows"]:
         assert row["sgd_ms"] > 0

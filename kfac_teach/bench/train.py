@@ -133,13 +133,14 @@ def _step_cost(args, structures):
         sizes = (16, 8, 4, 8, 16)
     kw = dict(steps=4, rounds=1, warmup=1) if args.smoke else dict(rounds=args.step_cost_rounds)
     return step_cost(args.problem, batches=batches, structures=structures, sizes=sizes,
-                     activation=args.step_cost_activation, seed=args.seed, device=args.device, **kw)
+                     activation=args.step_cost_activation, seed=args.seed, device=args.device,
+                     clock=args.clock, **kw)
 
 
 def _step_cost_lines(cost):
     if not cost:
         return []
-    lines = [f"per-step cost ({cost['device']}, {cost['dtype']}, "
+    lines = [f"per-step cost ({cost['device']}, {cost['dtype']}, {cost['clock']} clock, "
              f"{'-'.join(map(str, cost['sizes']))} {cost['activation']}; interleaved):"]
     for row in cost["rows"]:
         parts = [f"m={row['m']}: SGD {row['sgd_ms']:.1f} ms"]
