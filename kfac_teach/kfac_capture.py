@@ -8,6 +8,8 @@ statistics' extra backward pass on :math:`S_1` (Sec. 5) and the exact-F products
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from .backprop import from_activations
@@ -75,12 +77,29 @@ class ActivationCapture:
                 loss = closure()
         finally:
             self.active = False
+        return self._as_loss(loss)
+
+    def _as_loss(self, loss):
         if loss is None:
             raise TypeError("the closure returned None; it must return the loss tensor "
                             "(zero the grads, compute the loss, call loss.backward(), return loss)")
         ref = self.linears[0].weight
         return torch.as_tensor(loss.detach() if torch.is_tensor(loss) else loss,
                                dtype=ref.dtype, device=ref.device)
+
+    def evaluate(self, closure):
+        r"""The closure's loss at the current θ, for :math:`h(\theta+\delta)` in ρ (Sec. 6.5).
+
+        A closure with a ``backward`` parameter is called as ``closure(backward=False)`` under
+        ``torch.no_grad()``: one forward pass, as the paper counts it.  Any other closure runs as
+        in :meth:`run` (its backward pass is wasted work).  Nothing is recorded.
+        """
+        if not takes_backward(closure):
+            return self.run(closure, capture=False)
+        self.active = False
+        with torch.no_grad():
+            loss = closure(backward=False)
+        return self._as_loss(loss)
 
     def output_grad(self):
         """The captured gradient of the closure's loss with respect to the network's output."""
@@ -97,24 +116,35 @@ class ActivationCapture:
             return self.model_input.shape[0]
         return self.inputs[0].shape[0]
 
-    def forward(self, Wbar, n):
-        """A :class:`~kfac_teach.backprop.Forward` over the first ``n`` rows of the captured batch."""
+    def forward(self, Wbar, n, rows=None):
+        """A :class:`~kfac_teach.backprop.Forward` over the captured batch's ``rows`` (an index
+        tensor), or its first ``n`` rows if ``rows`` is ``None``."""
         L = len(self.linears)
         if len(self.inputs) != L:
             raise RuntimeError("the closure did not run the network's forward pass; call net(xb) in it")
         if self.inputs[0].ndim != 2:
             raise ValueError(f"KFAC needs 2-D (batch × features) inputs, got shape {tuple(self.inputs[0].shape)}")
-        a = [self.inputs[i][:n] for i in range(L)]
-        s = [self.outputs[i][:n] for i in range(L)]
+        pick = (lambda x: x[:n]) if rows is None else (lambda x: x.index_select(0, rows))
+        a = [pick(self.inputs[i]) for i in range(L)]
+        s = [pick(self.outputs[i]) for i in range(L)]
         return from_activations(Wbar, a, s, self.activations)
 
-    def module_pass(self, n):
-        """Any module: :func:`kfac_teach.module_pass.hooked_pass` of the model on the first ``n`` rows of
-        the captured input (one more forward of the model; the closure's graph is gone)."""
+    def module_pass(self, n, rows=None):
+        """Any module: :func:`kfac_teach.module_pass.hooked_pass` of the model on the captured input's
+        ``rows`` (or first ``n`` rows; one more forward of the model; the closure's graph is gone)."""
         from .module_pass import hooked_pass
         ref = self.linears[0].weight
-        return hooked_pass(self.net, self.model_input[:n], ref.dtype, self.linears)
+        X = self.model_input[:n] if rows is None else self.model_input.index_select(0, rows)
+        return hooked_pass(self.net, X, ref.dtype, self.linears)
 
     def release(self):
         """Drop the captured tensors (they would keep a forward pass's memory alive)."""
         self.inputs, self.outputs, self.z_grad, self.model_input = {}, {}, None, None
+
+
+def takes_backward(closure):
+    """Does ``closure`` accept a ``backward`` argument (``closure(backward=False)``: loss only)?"""
+    try:
+        return "backward" in inspect.signature(closure).parameters
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return False

@@ -20,11 +20,23 @@ from .inverses import BlockDiagonalInverse, BlockTridiagonalInverse
 STRUCTURES = {"block_diagonal": BlockDiagonalInverse, "block_tridiagonal": BlockTridiagonalInverse}
 
 
-def build_inverse(A, G, gamma, structure="block_diagonal", pi="trace"):
+def build_inverse(A, G, gamma, structure="block_diagonal", pi="trace", symmetrize=True):
     r"""The approximate inverse of the factor tables ``A``, ``G`` with factored damping γ
-    (the inverses' ``damping`` argument is :math:`\gamma^2`: they damp with its square root)."""
+    (the inverses' ``damping`` argument is :math:`\gamma^2`: they damp with its square root).
+
+    The diagonal factors are read symmetrized, :math:`(X + X^\top)/2` (a no-op for the exactly
+    symmetric averages of :class:`~kfac_teach.kfac_statistics.FactorStatistics`; it removes the
+    rounding asymmetry a GPU matrix product may leave in :math:`\bar a^\top\bar a`);
+    ``symmetrize=False`` if the caller did it already."""
+    if symmetrize:
+        A, G = symmetrized(A), symmetrized(G)
     factors = KroneckerFactors(A, G, tuple(range(len(A))))
     return STRUCTURES[structure](factors, gamma ** 2, pi=pi)
+
+
+def symmetrized(T):
+    r"""The factor table ``T`` with its diagonal factors replaced by :math:`(X + X^\top)/2`."""
+    return {i: {j: (M + M.T) / 2 if i == j else M for j, M in row.items()} for i, row in T.items()}
 
 
 def recompute_due(k, T3):
@@ -59,8 +71,10 @@ class InverseCache:
     inverse: object = field(default=None, repr=False)
 
     def keep(self, inverse, A, G, gamma):
-        """Cache ``inverse``, built from ``A``, ``G`` with damping ``gamma``."""
-        self.inverse, self.A, self.G, self.gamma = inverse, A, G, gamma
+        """Cache ``inverse``, built from ``A``, ``G`` with damping ``gamma`` (copies of the tables:
+        the optimizer averages its factors in place)."""
+        copy = lambda T: {i: {j: M.clone() for j, M in row.items()} for i, row in T.items()}
+        self.inverse, self.A, self.G, self.gamma = inverse, copy(A), copy(G), gamma
 
     def current(self, structure, pi):
         """The cached inverse (rebuilt from the snapshot after ``load_state_dict``)."""
@@ -73,7 +87,8 @@ class InverseCache:
         else ``[the cached one]`` (``gammas`` is then ``[γ]``)."""
         s = settings
         if recompute_due(k, s["T3"]):
-            return [build_inverse(statistics.A, statistics.G, g, s["structure"], s["pi"]) for g in gammas]
+            A, G = symmetrized(statistics.A), symmetrized(statistics.G)  # once for all candidates
+            return [build_inverse(A, G, g, s["structure"], s["pi"], symmetrize=False) for g in gammas]
         return [self.current(s["structure"], s["pi"])]
 
     def choose(self, inverse, statistics, gamma, k, T3):

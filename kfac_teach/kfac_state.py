@@ -49,8 +49,14 @@ class KFACState:
         """Inverse of :meth:`to_dict`, tensors moved to ``ref``'s device and dtype."""
         d = {key: _clone(v, ref) for key, v in d.items()}
         return cls(k=d["k"], lambda_=d["lambda_"], gamma=d["gamma"], delta0=d["delta0"],
-                   statistics=FactorStatistics(d["A"], d["G"]),
+                   statistics=FactorStatistics(_upper(d["A"]), _upper(d["G"])),
                    inverse=InverseCache(d["inv_A"], d["inv_G"], d["inv_gamma"]))
+
+
+def _upper(table):
+    """The pairs ``(i, j ≥ i)`` of a factor table: the factors are averaged in place, so a lower
+    entry (saved by older versions, a transposed view of the upper one) would go stale."""
+    return None if table is None else {i: {j: M for j, M in row.items() if j >= i} for i, row in table.items()}
 
 
 def _clone(v, ref=None):
@@ -60,6 +66,8 @@ def _clone(v, ref=None):
         return v if ref is None else v.to(device=ref.device, dtype=ref.dtype)
     if isinstance(v, dict):
         return {key: _clone(x, ref) for key, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return type(v)(_clone(x, ref) for x in v)
+    if isinstance(v, list):  # plain lists, also for a Flat (views of one vector): a state_dict holds no class
+        return [_clone(x, ref) for x in v]
+    if isinstance(v, tuple):
+        return tuple(_clone(x, ref) for x in v)
     return v

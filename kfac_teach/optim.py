@@ -5,7 +5,7 @@ One iteration ``k`` (counted from 1) of ``mode="adaptive"``:
 1. the closure runs ``net`` on the mini-batch :math:`S'` (size m) and back-propagates the batch-mean
    loss; forward hooks keep every layer's input :math:`a_{i-1}` and output :math:`s_i`;
    :math:`\nabla h = \nabla(\text{loss}) + \eta\theta` (ℓ2 cost :math:`\frac\eta2\|\theta\|^2`, biases included);
-2. on :math:`S_1` (the first :math:`\lceil\tau_1 m\rceil` rows) one extra backward pass with targets
+2. on :math:`S_1` (:math:`\lceil\tau_1 m\rceil` rows of the batch) one extra backward pass with targets
    sampled from the model gives :math:`g_i` (true Fisher, Sec. 5); the batch estimates
    :math:`\bar a_{i-1}^\top\bar a_{i-1}/|S_1|`, :math:`g_i^\top g_i/|S_1|` (and the
    :math:`(i, i+1)` pairs for the tridiagonal structure) enter exponential averages with
@@ -17,11 +17,12 @@ One iteration ``k`` (counted from 1) of ``mode="adaptive"``:
 4. :math:`\Delta = -\tilde F^{-1}\nabla h`, and :math:`\delta = \alpha\Delta + \mu\delta_0` with
    :math:`(\alpha, \mu)` minimizing the exact-Fisher model
    :math:`M(\delta) = \frac12\delta^\top(F + (\lambda+\eta)I)\delta + \nabla h^\top\delta` on
-   :math:`S_2` (the first :math:`\lceil\tau_2 m\rceil` rows; Secs. 6.4, 7, App. C); the γ giving the
+   :math:`S_2` (:math:`\lceil\tau_2 m\rceil` rows; Secs. 6.4, 7, App. C); the γ giving the
    lowest :math:`M(\delta)` is kept (Sec. 6.6);
 5. :math:`\theta \leftarrow \theta + \delta`; if :math:`k \equiv 0 \pmod{T_1}` the closure runs again
-   for :math:`\rho = (h(\theta+\delta) - h(\theta))/(M(\delta) - M(0))` and λ follows the
-   Levenberg–Marquardt rule (Sec. 6.5).
+   for :math:`\rho = (h(\theta+\delta) - h(\theta))/(M(\delta) - M(0))` (a forward pass only if
+   it takes a ``backward`` argument, see :class:`KFAC`) and λ follows the Levenberg–Marquardt rule
+   (Sec. 6.5).
 
 Ablations within ``mode="adaptive"`` (Sec. 6.4, Fig. 7; λ and γ still adapt):
 ``momentum=False`` drops :math:`\delta_0` from step 4, :math:`\delta = \alpha^*\Delta` with
@@ -32,13 +33,18 @@ Ablations within ``mode="adaptive"`` (Sec. 6.4, Fig. 7; λ and γ still adapt):
 ``mode="simple"`` keeps steps 1–3 with a fixed :math:`\gamma = \sqrt{\lambda+\eta}` and uses
 :math:`\delta = \text{lr}\cdot\Delta + \text{momentum}\cdot\delta_0`: a drop-in preconditioner.
 
-The subsets are the *first* rows of the batch, as in the released code (which permutes the data
-before cutting mini-batches): shuffle your data.  The hooks capture the last ``net`` call inside
-the closure.  The statistics' backward pass (:func:`kfac_teach.backprop.backward`) and the exact-F forward-mode
+:math:`S_2` is a random subset of the mini-batch and :math:`S_1` a random subset of it (or of
+:math:`S_2` if :math:`\tau_1 > \tau_2`): the first rows of one ``torch.randperm`` of the batch
+drawn with ``generator`` each step, as the released code takes the first rows of a permuted batch
+(``subsets="first"`` takes the batch's first rows instead).  The hooks capture the last ``net``
+call inside the closure.  The statistics' backward pass (:func:`kfac_teach.backprop.backward`) and the exact-F forward-mode
 products (:func:`kfac_teach.quadratic.fisher_gram`) reuse the captured activations and
 :math:`\phi'(s_i)` computed once per step.  All work is batched tensor code on the model's
-device and dtype; per step the only host syncs are the finiteness check of loss and gradients and,
-every :math:`T_2` iterations, the choice among the γ candidates.
+device and dtype; :math:`\theta`, :math:`\nabla h`, :math:`\Delta` and :math:`\delta` are
+:class:`~kfac_teach.flat.Flat` (per-layer views of one vector), so their inner products and
+combinations are single kernels.  Per step the only host syncs are the finiteness check of loss
+and gradients and, every :math:`T_2` iterations, the choice among the γ candidates (and the
+factorizations' own error checks when the inverse is rebuilt).
 
 The class composes small units, one job each: :class:`~kfac_teach.kfac_capture.ActivationCapture`
 (the hooks), :class:`~kfac_teach.kfac_statistics.FactorStatistics` (step 2),
@@ -54,17 +60,19 @@ import warnings
 
 import torch
 
+from .flat import Flat
 from .inverses import PI_RULES, SingularFactorError
 from .kfac_capture import ActivationCapture
 from .kfac_inverse import STRUCTURES, gamma_candidates
 from .kfac_state import KFACState
-from .kfac_statistics import batch_moments, output_directions
+from .kfac_statistics import output_directions, unit_gradients
 from .losses import get_loss
-from .nets import Wbar, Wbar_grad, chain, is_chain, layer_shapes, linear_layers, parameters
+from .nets import chain, is_chain, layer_shapes, linear_layers, parameters
 from .schedules import OMEGA1, OMEGA2, lm_rule
 from .update import apply_update, best_update, objective_change, proposal, reduction_ratio
 
 MODES = ("adaptive", "simple")
+SUBSETS = ("random", "first")
 FISHERS = ("true", "empirical")
 
 
@@ -74,22 +82,26 @@ class KFAC(torch.optim.Optimizer):
     Used like ``torch.optim.LBFGS``::
 
         opt = KFAC(net, loss="bernoulli")
-        def closure():
+        def closure(backward=True):
             opt.zero_grad()
             loss = F.binary_cross_entropy_with_logits(net(xb), yb, reduction="sum") / len(xb)
-            loss.backward()
+            if backward:
+                loss.backward()
             return loss
         loss = opt.step(closure)
 
     The closure's loss must be the batch **mean** of the per-example loss summed over outputs, of
-    the family ``loss``; the optimizer may call it a second time (for ρ, every ``T1`` steps).
+    the family ``loss``; the optimizer calls it a second time every ``T1`` steps, for
+    :math:`h(\theta+\delta)` in ρ: as ``closure(backward=False)`` under ``torch.no_grad()`` (a
+    forward pass only, Sec. 6.5) if it has a ``backward`` parameter, else as ``closure()`` (a
+    plain LBFGS-style closure works too, with a wasted backward pass).
 
     Args:
         net: any ``nn.Module`` whose trainable parameters all sit in ``nn.Linear`` layers (else
             ``TypeError`` naming the module; :func:`kfac_teach.nets.linear_layers`), with or without
             bias.  A chain (:class:`kfac_teach.MLP`, ``nn.Sequential``) reuses the captured
             activations (batched Algorithm 1); any other module is called as ``net(x)`` with one
-            tensor, and each step runs it once more on the first ``max(|S_1|, |S_2|)`` rows with hooks
+            tensor, and each step runs it once more on the rows of :math:`S_1 \cup S_2` with hooks
             (:func:`kfac_teach.module_pass.hooked_pass`) for the statistics' backward pass and the
             exact-F products (``torch.func.jvp``).  ``structure="block_tridiagonal"`` then couples
             neighbours in layer order (an assumption, see :class:`kfac_teach.BlockTridiagonalInverse`).
@@ -118,7 +130,9 @@ class KFAC(torch.optim.Optimizer):
             candidates ω₂γ and γ/ω₂ are clipped to the interval but never move γ away from it (a γ
             above ``hi``, like the initial √(λ+η) = 12.2, can only decrease, by ω₂ per search).
         pi: π rule of the factored damping: ``"trace"``, ``"frobenius"`` or a positive number.
-        generator: ``torch.Generator`` for the sampled targets.  ``None`` makes one on the model's
+        subsets: ``"random"`` (Algorithm 2, step 2: :math:`S_1, S_2` drawn from the batch with
+            ``generator``) or ``"first"`` (the batch's first rows; for data shuffled beforehand).
+        generator: ``torch.Generator`` for the subsets and the sampled targets.  ``None`` makes one on the model's
             device, seeded from torch's global RNG.  A CPU generator with a CUDA model samples on
             the CPU (reproducible across devices; one small transfer per step).
 
@@ -136,7 +150,7 @@ class KFAC(torch.optim.Optimizer):
     def __init__(self, net, loss="bernoulli", structure="block_diagonal", mode="adaptive", damping=150.0,
                  weight_decay=1e-5, lr=0.1, momentum=0.9, fisher="true", T1=5, T2=20, T3=20,
                  tau1=1 / 8, tau2=1 / 4, omega1=OMEGA1, omega2=OMEGA2, gamma_bounds=None, pi="trace",
-                 generator=None, rescale=True):
+                 generator=None, rescale=True, subsets="random"):
         # a chain runs the batched Algorithm 1 on the captured activations; any other module of
         # nn.Linear layers one more hooked forward on S_1 ∪ S_2 and torch.func products (module_pass)
         self.chain = chain(net) if is_chain(net) else None
@@ -145,6 +159,7 @@ class KFAC(torch.optim.Optimizer):
         _check_choice("structure", structure, tuple(STRUCTURES))
         _check_choice("mode", mode, MODES)
         _check_choice("fisher", fisher, FISHERS)
+        _check_choice("subsets", subsets, SUBSETS)
         _check_settings(damping, weight_decay, T1, T2, T3, tau1, tau2, omega1, omega2, gamma_bounds, pi)
         _check_momentum(mode, momentum, rescale)
         defaults = dict(loss=loss, structure=structure, mode=mode, damping=float(damping),
@@ -154,7 +169,7 @@ class KFAC(torch.optim.Optimizer):
                         fisher=fisher, T1=int(T1), T2=int(T2), T3=int(T3), tau1=float(tau1),
                         tau2=float(tau2), omega1=float(omega1), omega2=float(omega2),
                         gamma_bounds=None if gamma_bounds is None else tuple(map(float, gamma_bounds)),
-                        pi=pi)
+                        pi=pi, subsets=subsets)
         super().__init__(parameters(net), defaults)
         ref = self.linears[0].weight
         if generator is None:
@@ -167,6 +182,7 @@ class KFAC(torch.optim.Optimizer):
         s = self.settings
         self.kfac_state = KFACState.initial(s["damping"], s["weight_decay"], layer_shapes(net), ref)
         self.info = {}
+        self._buffers = None  # θ and ∇h (Flat), reused from step to step
 
     @property
     def settings(self):
@@ -190,19 +206,24 @@ class KFAC(torch.optim.Optimizer):
         s, st, k = self.settings, self.kfac_state, self.kfac_state.k
         # 3. forward and backward pass on S′ (the hooks keep a_{i-1}, s_i): ∇h = ∇loss + ηθ
         loss = self.capture.run(closure, capture=True)
-        theta = [Wbar(layer) for layer in self.linears]
-        grad = [Wbar_grad(layer) + s["weight_decay"] * W for layer, W in zip(self.linears, theta)]
+        theta, grad = self._theta_and_grad(s["weight_decay"])
         if not _all_finite(loss, grad):
             return self._skip(loss, k)
+        # 2. S_2 and S_1 ⊂ S′: the first rows of a random permutation of the batch
         m = self.capture.batch_size
         n1, n2 = _subset_size(s["tau1"], m), _subset_size(s["tau2"], m)
-        rows = max(n1, n2) if s["mode"] == "adaptive" else n1
-        fw = self.capture.forward(theta, rows) if self.chain is not None else self.capture.module_pass(rows)
+        n = max(n1, n2) if s["mode"] == "adaptive" else n1
+        rows = self._subset_rows(m, n)
+        fw = self.capture.forward(theta, n, rows) if self.chain is not None else self.capture.module_pass(n, rows)
         # 4.-5. extra backward pass on S_1 from sampled targets; ε-averages of Ā_{i,j}, G_{i,j}
         fw1 = fw.rows(n1)
-        z_grad = self.capture.output_grad() if s["fisher"] == "empirical" else None
+        z_grad = None
+        if s["fisher"] == "empirical":
+            z_grad = self.capture.output_grad()
+            z_grad = z_grad if rows is None else z_grad.index_select(0, rows)
         directions = output_directions(fw1, self.family, self.generator, m, z_grad)
-        st.statistics.update(*batch_moments(fw1, directions, s["structure"] == "block_tridiagonal"), k)
+        st.statistics.accumulate(fw1.a_bar, unit_gradients(fw1, directions), k,
+                                 s["structure"] == "block_tridiagonal")
         # 6.-9. γ candidates, inverses, Δ, (α, μ), θ ← θ + δ, ρ and λ
         if s["mode"] == "adaptive":
             delta, info = self._adaptive_update(closure, loss, theta, grad, fw.rows(n2), k)
@@ -222,8 +243,8 @@ class KFAC(torch.optim.Optimizer):
         inverses = self._inverses(gammas, k)
         # 7.2-7.3, 8. Δ per γ, (α, μ) minimizing M on S_2 with δ₀; keep the lowest M(δ)
         rescale = s.get("rescale", True)  # absent from state_dicts saved before the option existed
-        previous = st.delta0 if s["momentum"] and rescale else None
-        up = best_update(fw2, self.family, grad, [proposal(inv, grad) for inv in inverses], previous,
+        previous = Flat.of(st.delta0) if s["momentum"] and rescale else None
+        up = best_update(fw2, self.family, grad, [proposal(inv, grad, flat=True) for inv in inverses], previous,
                          st.lambda_ + s["weight_decay"], rescale=rescale)
         st.inverse.choose(inverses[up.best], st.statistics, gammas[up.best], k, s["T3"])
         st.gamma = gammas[up.best]
@@ -231,7 +252,7 @@ class KFAC(torch.optim.Optimizer):
         # 9. if k ≡ 0 (mod T1): ρ from h(θ + δ) on S′, then the LM rule for λ
         rho = torch.full_like(up.model_change, math.nan)
         if k % s["T1"] == 0:
-            new_loss = self.capture.run(closure, capture=False)
+            new_loss = self.capture.evaluate(closure)
             rho = reduction_ratio(objective_change(new_loss - loss, theta, up.delta, s["weight_decay"]),
                                   up.model_change)
             st.lambda_ = lm_rule(st.lambda_, rho, s["omega1"])
@@ -259,6 +280,33 @@ class KFAC(torch.optim.Optimizer):
         except SingularFactorError as e:
             raise SingularFactorError(f"KFAC step {k}, γ candidates {[f'{g:.3g}' for g in gammas]}: {e}; "
                                       f"gamma_bounds=(lo, hi) with lo > 0 keeps γ away from 0") from e
+
+    def _theta_and_grad(self, eta):
+        r""":math:`\theta` and :math:`\nabla h = \nabla\text{loss} + \eta\theta` in the :math:`\bar W`
+        layout, written into two reused :class:`~kfac_teach.flat.Flat` buffers."""
+        ref, shapes = self.linears[0].weight, [tuple(d.shape) for d in self.kfac_state.delta0]
+        if self._buffers is None or not self._buffers[0].fits(shapes, ref):
+            self._buffers = (Flat.empty(shapes, ref), Flat.empty(shapes, ref))
+        theta, grad = self._buffers
+        for layer, T, D in zip(self.linears, theta, grad):
+            W, b = layer.weight, layer.bias
+            if W.grad is None or (b is not None and b.grad is None):
+                raise RuntimeError("a parameter has no gradient: call loss.backward() first")
+            if b is None:
+                T.copy_(W)
+                D.copy_(W.grad)
+            else:
+                torch.cat([W, b[:, None]], 1, out=T)
+                torch.cat([W.grad, b.grad[:, None]], 1, out=D)
+        grad.flat.add_(theta.flat, alpha=eta)
+        return theta, grad
+
+    def _subset_rows(self, m, n):
+        """Row indices of S_1 ∪ S_2 in the batch (``None``: its first ``n`` rows, ``subsets="first"``)."""
+        if self.settings.get("subsets", "random") == "first":  # absent from older state_dicts
+            return None
+        perm = torch.randperm(m, generator=self.generator, device=self.generator.device)[:n]
+        return perm.to(self.linears[0].weight.device)
 
     def _skip(self, loss, k):
         warnings.warn(f"KFAC step {k}: the loss or a gradient is NaN/inf; update skipped, state unchanged",
@@ -296,9 +344,9 @@ class KFAC(torch.optim.Optimizer):
 
 
 def _all_finite(loss, grad):
-    """One host sync per step: are the loss and every gradient entry finite?"""
-    flat = torch.cat([loss.reshape(1)] + [v.reshape(-1) for v in grad])
-    return bool(torch.isfinite(flat).all())
+    """One host sync per step: are the loss and every gradient entry finite?  The smallest and
+    largest entries of ``grad.flat`` are (``aminmax`` propagates NaN; cheaper than ``isfinite``)."""
+    return bool(torch.isfinite(torch.stack([*torch.aminmax(grad.flat), loss.reshape(())])).all())
 
 
 def _subset_size(tau, m):

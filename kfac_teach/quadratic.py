@@ -20,9 +20,14 @@ from __future__ import annotations
 
 import torch
 
+from .flat import Flat, flat_vector
+
 
 def dot(u, v):
-    """:math:`\\sum_i \\langle U_i, V_i \\rangle` for per-layer lists (a 0-d tensor)."""
+    """:math:`\\sum_i \\langle U_i, V_i \\rangle` for per-layer lists (a 0-d tensor; one ``torch.dot``
+    when both are :class:`~kfac_teach.flat.Flat`)."""
+    if isinstance(u, Flat) and isinstance(v, Flat):
+        return torch.dot(u.flat, v.flat)
     return sum((a * b).sum() for a, b in zip(u, v))
 
 
@@ -30,14 +35,20 @@ def directions_gram(directions, grad, fused=True):
     r"""The Euclidean terms of :math:`M` over ``k`` directions: ``(vec_gram, grad_dots)`` with
     ``vec_gram`` :math:`= [u_a^\top u_b]` (``k × k``) and ``grad_dots`` :math:`= [u_a^\top\nabla h]`.
 
-    ``fused=True``: one matrix product of the flattened, stacked directions (one kernel, as the
-    optimizer does every step); ``False``: :func:`dot` layer by layer (batch mode).  The two agree
-    to rounding; each caller keeps its own so that recorded trajectories stay bit-identical.
+    ``fused=True``: ``torch.dot`` of the flat vectors (:class:`~kfac_teach.flat.Flat` directions
+    are used as they are, others concatenated once), one kernel per entry of the upper triangle (as
+    the optimizer does every step); ``False``: :func:`dot` layer by layer (batch mode).  The two
+    agree to rounding; each caller keeps its own so that recorded trajectories stay bit-identical.
     """
     if fused:
-        flat = torch.stack([torch.cat([d.reshape(-1) for d in u]) for u in directions])
-        gvec = torch.cat([v.reshape(-1) for v in grad])
-        return flat @ flat.T, flat @ gvec
+        flat = [flat_vector(u) for u in directions]
+        gvec = flat_vector(grad)
+        k = len(flat)
+        gram = [[None] * k for _ in range(k)]
+        for a in range(k):
+            for b in range(a, k):
+                gram[a][b] = gram[b][a] = torch.dot(flat[a], flat[b])
+        return torch.stack([torch.stack(row) for row in gram]), torch.stack([torch.dot(u, gvec) for u in flat])
     grad_dots = torch.stack([dot(grad, u) for u in directions])
     vec_gram = torch.stack([torch.stack([dot(u, v) for v in directions]) for u in directions])
     return vec_gram, grad_dots
@@ -48,17 +59,17 @@ def jvp_output(fw, directions):
 
     ``directions``: list of ``k`` per-layer lists.  Returns ``(N, k, C)``:
     :math:`R s_i = U_i \bar a_{i-1} + \bar W_i R\bar a_{i-1}`, :math:`R a_i = \phi_i'(s_i)\odot R s_i`
-    (two plain matrix products per layer, with the stored :math:`\phi'`).
+    (per layer one matrix product per direction and one for all directions together, with the
+    stored :math:`\phi'`; the directions' matrices are read where they are, not copied).
     """
     k, N, Rs = len(directions), fw.z.shape[0], None
     for i, W in enumerate(fw.Wbar):
-        U = torch.cat([d[i] for d in directions], 0).to(fw.z.dtype)  # (k d_i, d_{i-1}+1)
-        out = (fw.a_bar[i] @ U.T).view(N, k, W.shape[0])
+        out = torch.stack([fw.a_bar[i] @ d[i].to(fw.z.dtype).T for d in directions])  # (k, N, d_i)
         if Rs is not None:
-            Ra = Rs * fw.dphi[i - 1][:, None, :]
-            out = out + (Ra.reshape(N * k, -1) @ W[:, :-1].T).view(N, k, W.shape[0])
+            Ra = Rs * fw.dphi[i - 1]
+            out = out.view(k * N, -1).addmm_(Ra.view(k * N, -1), W[:, :-1].T).view(k, N, -1)
         Rs = out
-    return Rs
+    return Rs.transpose(0, 1)
 
 
 def fisher_gram(fw, family, directions):

@@ -21,12 +21,19 @@ from dataclasses import dataclass
 
 import torch
 
+from .flat import Flat
 from .quadratic import directions_gram, dot, evaluate_quadratic, fisher_gram, solve_quadratic
 
 
-def proposal(inverse, grad):
-    r""":math:`\Delta = -\tilde F^{-1}\nabla h` (per-layer list in the :math:`\bar W` layout)."""
-    return [-u for u in inverse.apply(grad)]
+def proposal(inverse, grad, flat=False):
+    r""":math:`\Delta = -\tilde F^{-1}\nabla h` (per-layer list in the :math:`\bar W` layout; a
+    :class:`~kfac_teach.flat.Flat` if ``flat``, written layer by layer into one new vector)."""
+    if not flat:
+        return [-u for u in inverse.apply(grad)]
+    out = Flat.empty([tuple(g.shape) for g in grad], grad[0])
+    for u, o in zip(inverse.apply(grad), out):
+        torch.neg(u, out=o)
+    return out
 
 
 @dataclass
@@ -80,7 +87,13 @@ def best_update(fw, family, grad, proposals, previous, damping, fused=True, resc
 
 
 def combine(coeffs, directions):
-    r""":math:`\delta = \sum_a c_a u_a` per layer (e.g. :math:`\alpha\Delta + \mu\delta_0`)."""
+    r""":math:`\delta = \sum_a c_a u_a` per layer (e.g. :math:`\alpha\Delta + \mu\delta_0`); on the
+    flat vectors (one kernel per term, a new :class:`~kfac_teach.flat.Flat`) when all are ``Flat``."""
+    if all(isinstance(u, Flat) for u in directions):
+        flat = torch.mul(directions[0].flat, coeffs[0])
+        for c, u in zip(coeffs[1:], directions[1:]):
+            flat.addcmul_(u.flat, c)
+        return Flat(flat, directions[0].shapes)
     out = []
     for i in range(len(directions[0])):
         d = coeffs[0] * directions[0][i]

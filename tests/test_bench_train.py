@@ -100,7 +100,37 @@ def test_bench_train_smoke_writes_valid_json(tmp_path):
     assert s["sgd_best_error"] > 0 and "kfac_block_diagonal" in s["time_to_sgd_best"]
     assert {row["m"] for row in s["per_iteration"]} == {100, 300}
     assert all(row["kfac_block_diagonal_over_sgd"] > 0 for row in s["per_iteration"])
-    assert "best SGD error" in out.stdout
+    _check_step_cost(res["step_cost"], batches=[8, 16])
+    assert "best SGD error" in out.stdout and "per-step cost" in out.stdout
+
+
+def _check_step_cost(cost, batches, structures=("block_diagonal", "block_tridiagonal")):
+    """The per-step cost section: device and threads named, per batch size ms per step of SGD and
+    each K-FAC structure and their ratio (never a timing assertion)."""
+    assert cost["device"] and cost["device_type"] == "cpu" and cost["threads"] >= 1 and cost["dtype"] == "float32"
+    assert "interleaved" in cost["method"] and cost["rounds"] >= 1 and cost["steps"] >= 1
+    assert cost["clock"] in ("wall", "cpu")
+    assert [row["m"] for row in cost["rows"]] == batches
+    for row in cost["rows"]:
+        assert row["sgd_ms"] > 0
+        for s in structures:
+            assert row[f"{s}_ms"] > 0 and row[f"{s}_over_sgd"] > 0
+
+
+def test_bench_train_step_cost_only(tmp_path):
+    """``--step-cost-only`` (smoke sizes, a given network shape): only the per-step cost, in its own JSON."""
+    from kfac_teach.bench.train import main
+    assert main(["--problem", "curves", "--step-cost-only", "--smoke", "--step-cost-batches", "6,12",
+                 "--step-cost-sizes", "10-6-3-6-10", "--step-cost-activation", "tanh",
+                 "--structures", "block_diagonal", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "step_cost_curves_cpu_smoke.json").read_text(),
+                     parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert set(res) == {"problem", "step_cost", "command", "smoke", "environment"}
+    cost = res["step_cost"]
+    _check_step_cost(cost, batches=[6, 12], structures=("block_diagonal",))
+    assert cost["sizes"] == [10, 6, 3, 6, 10] and cost["activation"] == "tanh" and cost["problem"] == "curves"
+    assert "block_tridiagonal_ms" not in cost["rows"][0] and "--step-cost-only" in res["command"]
+    assert not (tmp_path / "train_curves_cpu_smoke.json").exists()
 
 
 def test_bench_train_mnist_without_files_is_a_clear_error(tmp_path):

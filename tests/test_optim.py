@@ -94,11 +94,12 @@ def test_first_two_steps_equal_dense_damped_preconditioned_steps(structure):
     for k in (1, 2):
         theta = kt.paper_vector(net)
         grad = _grad_h(net, X, Y)
-        A, G = _sampled_factors(net, X[:n1], twin, structure)
+        rows = torch.randperm(len(X), generator=twin)[:max(n1, n2)]  # S_1, S_2: random rows (step 2)
+        A, G = _sampled_factors(net, X[rows[:n1]], twin, structure)
         if k == 2:
             A, G = _mix(A_old, A, 0.5), _mix(G_old, G, 0.5)
         Delta = -_dense_inverse(A, G, structure, gamma ** 2) @ grad
-        F = ref.true_fisher(net, X[:n2], "bernoulli")
+        F = ref.true_fisher(net, X[rows[:n2]], "bernoulli")
         U = torch.stack([Delta] if k == 1 else [Delta, delta0], 1)
         Q = U.T @ F @ U + (lam0 + ETA) * U.T @ U
         coeffs = -torch.linalg.solve(Q, U.T @ grad)
@@ -184,12 +185,13 @@ def _dense_adaptive_steps(structure, steps, **kw):
     for k in range(1, steps + 1):
         theta = kt.paper_vector(net)
         grad = _grad_h(net, X, Y)
-        A, G = _sampled_factors(net, X[:n1], twin, structure)
+        rows = torch.randperm(len(X), generator=twin)[:max(n1, n2)]
+        A, G = _sampled_factors(net, X[rows[:n1]], twin, structure)
         if k > 1:
             eps = min(1 - 1 / k, 0.95)
             A, G = _mix(A_old, A, eps), _mix(G_old, G, eps)
         Delta = -_dense_inverse(A, G, structure, gamma ** 2) @ grad
-        F = ref.true_fisher(net, X[:n2], "bernoulli")
+        F = ref.true_fisher(net, X[rows[:n2]], "bernoulli")
         opt.step(closure)
         yield dict(theta=theta, grad=grad, Delta=Delta, F=F, lam=lam0 + ETA,
                    delta=kt.paper_vector(net) - theta, info=opt.info)
@@ -456,7 +458,8 @@ def test_bad_inputs():
     for kw in (dict(structure="full"), dict(mode="fast"), dict(fisher="mc"), dict(T2=7, T3=5),
                dict(tau1=0), dict(tau2=2.0), dict(damping=-1.0), dict(omega1=1.5), dict(pi="max"),
                dict(gamma_bounds=(1.0, 0.1)), dict(loss="hinge"), dict(rescale="no"),
-               dict(momentum="yes"), dict(mode="simple", momentum=True), dict(mode="simple", rescale=False)):
+               dict(momentum="yes"), dict(mode="simple", momentum=True), dict(mode="simple", rescale=False),
+               dict(subsets="last")):
         with pytest.raises(ValueError):
             KFAC(net, **kw)
 
@@ -479,3 +482,113 @@ def test_cuda_matches_cpu_float64(structure):
         results.append((kt.paper_vector(net).cpu(), float(opt.info["lambda"]), opt.info["gamma"]))
     assert_close_rel(results[1][0], results[0][0], rtol=1e-9)
     assert results[1][1] == pytest.approx(results[0][1]) and results[1][2] == pytest.approx(results[0][2])
+
+
+def _moments(X, rows):
+    """Ā of the network input on ``rows``: the mean of [x; 1][x; 1]ᵀ."""
+    a = torch.cat([X[rows], torch.ones(len(rows), 1, dtype=X.dtype)], 1)
+    return a.T @ a / len(rows)
+
+
+def test_subsets_are_random_rows_drawn_with_the_generator():
+    """Algorithm 2, step 2: S_1 (and S_2) are the first rows of a ``torch.randperm`` of the batch
+    drawn with the optimizer's generator each step (then the targets): other rows than the batch's
+    first ones, new rows every step, the same rows for the same seed.  ``subsets="first"`` takes the
+    first rows.  Checked on Ā_0 = the ε-average of the input moments over S_1 (Sec. 5)."""
+    net0, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=13)
+    n1 = 4  # tau1 = 1/4 of 16 rows
+
+    def run(subsets, seed, steps):
+        net = copy.deepcopy(net0)
+        opt = KFAC(net, loss="bernoulli", damping=1.0, weight_decay=ETA, tau1=0.25, tau2=0.5, subsets=subsets,
+                   generator=torch.Generator().manual_seed(seed))
+        twin, A_ref, drawn = torch.Generator().manual_seed(seed), None, []
+        for k in range(1, steps + 1):
+            rows = torch.randperm(16, generator=twin)[:8][:n1] if subsets == "random" else torch.arange(n1)
+            _sampled_factors(net, X[rows], twin, "block_diagonal")  # the targets: keeps the twin in step
+            eps = min(1 - 1 / k, 0.95)
+            A_ref = _moments(X, rows) if k == 1 else eps * A_ref + (1 - eps) * _moments(X, rows)
+            opt.step(_closure(opt, net, X, Y))
+            assert_close_rel(opt.kfac_state.statistics.A[0][0], A_ref, rtol=1e-10, msg=f"Ā_0 at step {k}")
+            drawn.append(frozenset(rows.tolist()))
+        return kt.paper_vector(net), drawn
+
+    theta, drawn = run("random", 3, 4)
+    assert len(set(drawn)) == 4 and frozenset(range(n1)) not in drawn      # new rows every step
+    again, drawn_again = run("random", 3, 4)
+    assert torch.equal(again, theta) and drawn_again == drawn              # reproducible with the seed
+    other, drawn_other = run("random", 4, 4)
+    assert drawn_other != drawn and not torch.equal(other, theta)
+    _, first = run("first", 3, 2)
+    assert first == [frozenset(range(n1))] * 2
+
+
+def test_rho_from_a_forward_only_closure_equals_rho_from_the_full_closure():
+    """A closure with a ``backward`` parameter is called as ``closure(backward=False)`` under
+    ``torch.no_grad()`` for h(θ+δ), at k ≡ 0 (mod T1) only (Sec. 6.5: ρ costs one forward pass), and
+    gives the same ρ, λ and iterates as a plain closure that back-propagates again."""
+    runs = []
+    for forward_only in (False, True):
+        net, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=5)
+        opt = KFAC(net, loss="bernoulli", damping=5.0, weight_decay=ETA, T1=2, T2=4, T3=2,
+                   generator=torch.Generator().manual_seed(5))
+        calls = []
+
+        def closure(backward=True):
+            calls.append((backward, torch.is_grad_enabled()))
+            opt.zero_grad()
+            loss = Fn.binary_cross_entropy_with_logits(net(X), Y, reduction="sum") / len(X)
+            if backward:
+                loss.backward()
+            return loss
+        step_closure = closure if forward_only else _closure(opt, net, X, Y)
+        rhos = []
+        for _ in range(8):
+            opt.step(step_closure)
+            rhos.append(float(opt.info["rho"]))
+        runs.append((kt.paper_vector(net), rhos, float(opt.info["lambda"]), calls))
+    (theta_a, rho_a, lam_a, _), (theta_b, rho_b, lam_b, calls) = runs
+    assert calls == [(True, True), (True, True), (False, False)] * 4     # ρ at k = 2, 4, 6, 8, no grad
+    assert [math.isnan(r) for r in rho_a] == [True, False] * 4
+    assert rho_b == pytest.approx(rho_a, rel=1e-12, nan_ok=True) and lam_b == pytest.approx(lam_a, rel=1e-12)
+    assert_close_rel(theta_b, theta_a, rtol=1e-12)
+
+
+def test_inverse_cache_keeps_copies_of_the_factors_averaged_in_place():
+    """The factors are ε-averaged in place every step; the inverse cache (and the state_dict's
+    ``inv_A``/``inv_G``) keep the factors of the iteration that built the inverse (k = 3 here)."""
+    net, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=8)
+    opt = KFAC(net, loss="bernoulli", damping=2.0, weight_decay=ETA, T2=10, T3=5,
+               generator=torch.Generator().manual_seed(8))
+    closure = _closure(opt, net, X, Y)
+    for _ in range(3):
+        opt.step(closure)
+    A3 = opt.kfac_state.statistics.A[0][0].clone()
+    opt.step(closure)                                     # k = 4: averaged in place, inverse reused
+    sd = opt.state_dict()["kfac"]
+    assert torch.equal(sd["inv_A"][0][0], A3) and not torch.equal(sd["A"][0][0], A3)
+    assert torch.equal(opt.kfac_state.inverse.A[0][0], A3)
+
+
+def test_state_dict_with_lower_factor_entries_resumes_as_without():
+    """Older versions saved A[i+1][i] (a transposed view of A[i][i+1]) in the factor averages; the
+    averages are now updated in place, so a loaded lower entry is dropped rather than left stale."""
+    kw = dict(loss="bernoulli", structure="block_tridiagonal", damping=2.0, weight_decay=ETA, T2=10, T3=5)
+    net, X, Y = _problem(sizes=(4, 3, 3, 4), n=16, seed=8)
+    opt = KFAC(net, generator=torch.Generator().manual_seed(8), **kw)
+    for _ in range(3):
+        opt.step(_closure(opt, net, X, Y))
+    sd, saved_net = opt.state_dict(), copy.deepcopy(net.state_dict())
+    old = copy.deepcopy(sd)
+    for T in (old["kfac"]["A"], old["kfac"]["G"]):
+        T[1][0] = T[0][1].T.clone()
+    thetas = []
+    for state in (sd, old):
+        net2 = _problem(sizes=(4, 3, 3, 4), n=16, seed=99)[0]
+        net2.load_state_dict(saved_net)
+        opt2 = KFAC(net2, generator=torch.Generator().manual_seed(1), **kw)
+        opt2.load_state_dict(copy.deepcopy(state))
+        for _ in range(4):                 # k = 4, 5 (rebuild from the averages), 6, 7
+            opt2.step(_closure(opt2, net2, X, Y))
+        thetas.append(kt.paper_vector(net2))
+    assert torch.equal(thetas[0], thetas[1])

@@ -137,3 +137,33 @@ def test_reduction_ratio_is_minus_infinity_when_the_model_predicts_no_decrease()
     t = reduction_ratio(torch.tensor([-0.25, 0.2, 0.2]), torch.tensor([-0.5, 0.0, math.nan]))
     assert t[0] == 0.5 and t[1] == -math.inf and t[2] == -math.inf
     assert float(lm_rule(1.0, reduction_ratio(torch.tensor(0.5), torch.tensor(0.0)))) > 1.0   # λ rises
+
+
+def test_flat_vectors_give_the_per_layer_products():
+    """:class:`kfac_teach.flat.Flat` (per-layer views of one vector): the fused Gram matrix and
+    gradient dots, ``dot`` and ``combine`` equal the layer-by-layer ones and the dense paper-order
+    products; the views write through to ``.flat``."""
+    from kfac_teach.flat import Flat
+    from kfac_teach.nets import flatten
+    from kfac_teach.quadratic import directions_gram, dot
+    from kfac_teach.update import combine
+
+    shapes = [(3, 5), (2, 4), (4, 3)]
+    g = torch.Generator().manual_seed(0)
+    lists = [[torch.randn(s, generator=g, dtype=torch.float64) for s in shapes] for _ in range(4)]
+    flats = [Flat.of(u) for u in lists]
+    assert all(torch.equal(a, b) for a, b in zip(flats[0], lists[0])) and Flat.of(flats[0]) is flats[0]
+    U = torch.stack([flatten(u) for u in lists[:3]])                   # dense, paper order
+    vec_gram, grad_dots = directions_gram(flats[:3], flats[3], fused=True)
+    for got, want in ((vec_gram, U @ U.T), (grad_dots, U @ flatten(lists[3]))):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(directions_gram(lists[:3], lists[3], fused=False)[0], U @ U.T)
+    torch.testing.assert_close(dot(flats[0], flats[1]), dot(lists[0], lists[1]), rtol=1e-12, atol=0)
+    coeffs = torch.tensor([0.5, -2.0], dtype=torch.float64)
+    fused = combine(coeffs, flats[:2])
+    assert isinstance(fused, Flat)
+    torch.testing.assert_close(flatten(fused), 0.5 * U[0] - 2.0 * U[1], rtol=1e-12, atol=1e-12)
+    fused[1].fill_(7.0)
+    assert bool((fused.flat[15:23] == 7.0).all())
+    with pytest.raises(ValueError, match="flat vector of 35"):
+        Flat(torch.zeros(5), shapes)

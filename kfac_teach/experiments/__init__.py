@@ -35,6 +35,8 @@ The modules (their names are all re-exported here: ``from kfac_teach import expe
 * :mod:`.report` — :func:`summary_lines`, :func:`plot_comparison`, :func:`plot_kfac_trace`,
   :data:`FAMILY_STYLE`, :func:`to_json`;
 * :mod:`.fisher_speed` (not imported here) — the timings of ``python -m kfac_teach.bench fisher``.
+* :mod:`.step_cost` (not imported here) — :func:`~.step_cost.step_cost`, ms per step of K-FAC against
+  SGD at equal batch sizes, measured interleaved (``bench train``'s ``"step_cost"`` section).
 
 Nothing in this package imports :mod:`kfac_teach.widgets` (nor ipywidgets).
 """

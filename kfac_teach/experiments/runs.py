@@ -169,10 +169,11 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
             idx = torch.randperm(n, generator=gen, device=device)[:m]
             xb = X[idx]
 
-            def closure():
+            def closure(backward=True):  # K-FAC's ρ calls closure(backward=False): a forward pass
                 opt.zero_grad()
                 loss = loss_fn(net(xb), xb)
-                loss.backward()
+                if backward:
+                    loss.backward()
                 return loss
 
             loss = opt.step(closure)
@@ -256,10 +257,11 @@ def time_steps(method, problem, X, net, m, steps=20, repeats=5, warmup=3, seed=0
             for s in range(count):
                 xb = batches[s % len(batches)]
 
-                def closure():
+                def closure(backward=True):
                     opt.zero_grad()
                     loss = loss_fn(net(xb), xb)
-                    loss.backward()
+                    if backward:
+                        loss.backward()
                     return loss
 
                 opt.step(closure)
