@@ -302,8 +302,9 @@ class KFAC(torch.optim.Optimizer):
         return theta, grad
 
     def _subset_rows(self, m, n):
-        """Row indices of S_1 ∪ S_2 in the batch (``None``: its first ``n`` rows, ``subsets="first"``)."""
-        if self.settings.get("subsets", "random") == "first":  # absent from older state_dicts
+        """Row indices of S_1 ∪ S_2 in the batch (``None``: its first ``n`` rows, for ``subsets="first"``
+        and when the subsets are the whole batch, τ₁ = τ₂ = 1: no draw, so no generator state is spent)."""
+        if self.settings.get("subsets", "random") == "first" or n >= m:  # absent from older state_dicts
             return None
         perm = torch.randperm(m, generator=self.generator, device=self.generator.device)[:n]
         return perm.to(self.linears[0].weight.device)

@@ -523,6 +523,23 @@ def test_subsets_are_random_rows_drawn_with_the_generator():
     assert first == [frozenset(range(n1))] * 2
 
 
+def test_whole_batch_subsets_draw_nothing():
+    """τ₁ = τ₂ = 1: S_1 = S_2 = the whole batch, so "random" draws no permutation (the generator
+    only samples the targets) and retraces ``subsets="first"`` exactly; at τ₁ < 1 the two differ."""
+    net0, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=13)
+
+    def run(subsets, tau):
+        net = copy.deepcopy(net0)
+        opt = KFAC(net, loss="bernoulli", damping=1.0, weight_decay=ETA, tau1=tau, tau2=tau, subsets=subsets,
+                   generator=torch.Generator().manual_seed(5))
+        for _ in range(3):
+            opt.step(_closure(opt, net, X, Y))
+        return kt.paper_vector(net)
+
+    assert torch.equal(run("random", 1.0), run("first", 1.0))
+    assert not torch.equal(run("random", 0.5), run("first", 0.5))
+
+
 def test_rho_from_a_forward_only_closure_equals_rho_from_the_full_closure():
     """A closure with a ``backward`` parameter is called as ``closure(backward=False)`` under
     ``torch.no_grad()`` for h(θ+δ), at k ≡ 0 (mod T1) only (Sec. 6.5: ρ costs one forward pass), and
