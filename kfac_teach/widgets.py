@@ -280,29 +280,41 @@ def damping_explorer(setup=None, dampings=None):
 # Sec. 13: training, K-FAC against SGD
 # --------------------------------------------------------------------------------------------
 
-def training_explorer(problem="digits", iters=60):
-    """Widget: rerun a short K-FAC vs SGD training with another structure, damping λ₀, mode or
-    SGD learning rate (an :class:`Explorer` over :func:`kfac_teach.experiments.short_run`)."""
+def training_explorer(problem="digits", iters=100):
+    """Widget (notebook 07): rerun K-FAC for ``iters`` iterations against SGD-Nesterov for
+    ``5 * iters`` from the same sparse initialization, with another structure, step (α and μ; α
+    only; Δ without re-scaling; the simple mode), mini-batch (Sec. 13's m_k or fixed), initial λ
+    or SGD learning rate (an :class:`Explorer` over
+    :func:`kfac_teach.experiments.comparison.short_run`, drawn by
+    :func:`kfac_teach.figures.draw_short_run`).  The defaults are the lesson's K-FAC (λ₀ = 1) and
+    the digits benchmark's best SGD (lr 0.1, μ_max 0.99); the last control is the SGD learning rate."""
     from . import data, experiments as E
+    from .figures.training import draw_short_run
 
     X = data.autoencoder_data(E.get_problem(problem).name)
+    batch = E.get_problem(problem).sgd_batch
     controls = {
         "structure": widgets.Dropdown(options=["block_diagonal", "block_tridiagonal"], description="structure"),
+        "step": widgets.Dropdown(options=[("α, μ from M (paper)", "alpha_mu"), ("α only (momentum=False)", "alpha"),
+                                          ("Δ, no re-scaling (rescale=False)", "delta"),
+                                          ("simple: lr 0.1, μ 0.9", "simple")], description="step"),
+        "batch": widgets.Dropdown(options=[("m_k (Sec. 13)", "schedule"), (f"fixed m = {batch}", batch)],
+                                  description="mini-batch"),
         # a selection, not a log slider: the paper's λ₀ = 150 is not on a 10^(k/2) grid, and the
         # browser would snap it to 100 at the first render
         "damping": widgets.SelectionSlider(options=[0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 150.0, 300.0, 1000.0],
-                                           value=150.0, description="λ₀"),
-        "mode": widgets.Dropdown(options=["adaptive", "simple"], description="mode"),
-        "sgd_lr": widgets.FloatLogSlider(value=0.01, base=10, min=-3, max=-1, step=0.5, description="SGD lr"),
+                                           value=1.0, description="λ₀"),
+        "sgd_lr": widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=-0.5, step=0.25, description="SGD lr"),
     }
 
     def compute(**v):
-        return E.short_run(problem, iters=iters, X=X, **v)
+        return E.comparison.short_run(problem, iters=iters, X=X, **v)
 
     def draw(out):
-        return E.plot_comparison(out["result"])
+        return draw_short_run(out["result"])
 
-    return Explorer(compute, draw, controls, f"K-FAC vs SGD, {iters} iterations on {problem}")
+    return Explorer(compute, draw, controls,
+                    f"K-FAC ({iters} iterations) vs SGD-Nesterov ({5 * iters}) on {problem}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,3 +357,124 @@ def your_model_explorer(model=None, dampings=None):
 
     return Explorer(compute, partial(draw_your_model, max_pixels=200, panel_size=2.4), controls,
                     "Your model: F, F̃ and how close each preconditioner gets to the natural gradient")
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 05: damping and the quadratic model (Secs. 6-7, 9, App. C)
+# --------------------------------------------------------------------------------------------
+
+def _aligned_log_slider(value, lo, hi, description, step=0.05):
+    """A base-10 log slider over about [lo, hi] whose grid of ``step`` decades passes through ``value``
+    (so the browser does not snap the default to a neighbour at the first render)."""
+    x = float(np.log10(value))
+    below, above = int(np.floor((x - np.log10(lo)) / step + 1e-9)), int(np.floor((np.log10(hi) - x) / step + 1e-9))
+    return widgets.FloatLogSlider(value=value, base=10, min=x - below * step, max=x + above * step, step=step,
+                                  description=description, readout_format=".3g")
+
+
+def quadratic_model_explorer(setup=None):
+    """λ (damping in the exact-F model M, log slider) and γ (factored damping of Δ, log slider, last)
+    → the fraction of the optimal decrease of M(λ) reached by α*Δ(γ) over the (γ, λ) grid with the
+    current point marked, and M along the update t ↦ M(tΔ(γ)) − M(0) with α* and t = 1 marked
+    (:func:`kfac_teach.lessons.quadratic_model_view`, drawn by
+    :func:`kfac_teach.figures.draw_quadratic_model`).
+
+    ``setup``: a :class:`kfac_teach.lessons.DampingSetup` (default :func:`lessons.damping_setup`).  The
+    heatmap is computed once; a move re-solves one Cholesky (λ) and one factored inverse (γ).
+    Defaults (the taken-apart iteration's λ and chosen γ) reproduce ``damping_quadratic_model.png``.
+    """
+    from .figures import draw_quadratic_model
+
+    setup = setup if setup is not None else lessons.damping_setup()
+    S = setup.it.steps
+    lams, gams = setup.sweeps["lambdas"], setup.sweeps["gammas"]
+    controls = {
+        "lambda_": _aligned_log_slider(S["lambda"], lams[0], lams[-1], "λ (in M)"),
+        "gamma": _aligned_log_slider(S["gammas"][S["best"]], gams[0], gams[-1], "γ (in Δ)"),
+    }
+
+    def compute(lambda_, gamma):
+        return lessons.quadratic_model_view(setup.it, setup.F, float(lambda_), float(gamma), setup.sweeps)
+
+    return Explorer(compute, partial(draw_quadratic_model, panel_size=(4.0, 3.3)), controls,
+                    "λ and γ, decoupled: how much of the optimal decrease of M does α*Δ(γ) reach?")
+
+
+class Dashboard:
+    """What :func:`damping_dashboard` ran: ``traces`` (the recorded lists), ``redraws`` (how many times
+    the plots were redrawn), ``widget`` (the label + picture box, displayed while training) and
+    ``seconds`` (wall time)."""
+
+    def __init__(self, widget, label, output):
+        self.widget, self.label, self.output = widget, label, output
+        self.traces, self.redraws, self.seconds = None, 0, 0.0
+
+
+def damping_dashboard(iters=None, every=10, damping=None):
+    """Live dashboard: an adaptive K-FAC training of the small autoencoder
+    (:func:`kfac_teach.lessons.train_traces`, λ₀ = ``damping``, default the paper's 150) that redraws
+    loss, ρ, λ, γ, α and μ (:func:`kfac_teach.figures.draw_damping_traces`) every ``every`` iterations
+    into an ipywidgets ``Output`` as it runs.  Returns a :class:`Dashboard` (assign it: the widget is
+    already on screen).  The final picture is the static figure ``damping_traces.png``."""
+    from .figures import draw_damping_traces
+
+    damping = lessons.DASHBOARD_LAMBDA0 if damping is None else float(damping)
+    output, label = widgets.Output(), widgets.HTML("starting…")
+    box = widgets.VBox([widgets.HTML("<b>Adaptive K-FAC, live: loss, ρ, λ, γ, α, μ</b>"), label, output])
+    for w, name in ((box, ""), (output, "-picture")):
+        w.add_class("kfac-dashboard" + name)
+    dash = Dashboard(box, label, output)
+    t0 = time.perf_counter()
+    if _in_kernel():
+        from IPython.display import display
+        display(box)
+
+    def redraw(traces):
+        fig = draw_damping_traces(traces)
+        k = traces["k"][-1]
+        label.value = html.escape(f"iteration {k}: loss {traces['loss'][-1]:.4g}, λ {traces['lambda'][-1]:.3g}, "
+                                  f"γ {traces['gamma'][-1]:.3g}, α {traces['alpha'][-1]:.3g}, "
+                                  f"μ {traces['mu'][-1]:.3g} ({time.perf_counter() - t0:.1f} s)")
+        if _in_kernel():
+            from IPython.display import clear_output, display
+            with output:
+                clear_output(wait=True)
+                display(fig)
+        plt.close(fig)
+        dash.redraws += 1
+
+    dash.traces = lessons.train_traces(iters, damping, every=every, callback=redraw)
+    dash.seconds = time.perf_counter() - t0
+    return dash
+
+
+# --------------------------------------------------------------------------------------------
+# Notebook 06: invariance to reparametrizations (Sec. 10)
+# --------------------------------------------------------------------------------------------
+
+#: λ offered by the invariance explorer: 0, then 1e-16 … 1 in factors of 100.
+INVARIANCE_DAMPINGS = (0.0,) + tuple(10.0 ** k for k in range(-16, 1, 2))
+
+
+def invariance_explorer(name="input affine", method="kfac_diag", damping=0.0):
+    """Reparametrization, method, damping λ (a log slider with 0 at its left end, last) → the paths of
+    the original and the reparametrized network in function space, their losses, and the gap between
+    them for every method with K-FAC at λ (:func:`kfac_teach.lessons.trajectory_view`, drawn by
+    :func:`kfac_teach.figures.draw_invariance_paths`).  The defaults reproduce the static figure
+    ``invariance_paths``; λ changes the K-FAC curves of the gap panel whatever the method."""
+    from .figures import draw_invariance_paths
+
+    controls = {
+        "name": widgets.Dropdown(options=list(lessons.REPARAMETRIZATIONS), value=name,
+                                 description="reparam."),
+        "method": widgets.Dropdown(options=[(lessons.INV_METHOD_LABELS[m], m) for m in lessons.INV_METHODS],
+                                   value=method, description="method"),
+        "damping": widgets.SelectionSlider(options=[("0" if d == 0 else f"{d:.0e}", d) for d in INVARIANCE_DAMPINGS],
+                                           value=damping, description="damping λ"),
+    }
+
+    def compute(name, method, damping):
+        return lessons.trajectory_view(name, method, damping)
+
+    return Explorer(compute, draw_invariance_paths, controls,
+                    "Two parametrizations of one network, trained from the same function")

@@ -54,7 +54,7 @@ def test_outputs_only_on_checked_cells(path):
     assert checked_with_output >= 1, f"{path.name} has no NBVAL_CHECK_OUTPUT cell with stored output"
 
 
-LESSONS = [p for p in NOTEBOOKS if p.name[:3] in ("01_", "02_", "03_", "04_", "05_", "06_", "08_")]
+LESSONS = [p for p in NOTEBOOKS if p.name[:3] in ("01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_")]
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)

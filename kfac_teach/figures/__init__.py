@@ -13,6 +13,11 @@ of :mod:`kfac_teach.lessons` plus display parameters; the static figure and the 
 * :func:`draw_fisher_comparison` — :func:`fig2` and ``widgets.fisher_explorer``;
 * :func:`draw_cumulant_block` — :func:`cumulant_terms` and ``widgets.cumulant_explorer``;
 * :func:`draw_update_quality` — :func:`update_quality` and ``widgets.damping_explorer``;
+* :func:`draw_quadratic_model` — :func:`damping_quadratic_model` and ``widgets.quadratic_model_explorer``;
+* :func:`draw_damping_traces` — :func:`damping_traces` and ``widgets.damping_dashboard``;
+* :func:`draw_invariance_paths` — :func:`invariance_paths` and ``widgets.invariance_explorer``;
+* :func:`draw_short_run` — ``widgets.training_explorer`` (notebook 07; no static figure: its runs
+  take a minute, :mod:`.training` draws the lesson's pictures from them);
 * :func:`draw_your_model` — :func:`your_model` and ``widgets.your_model_explorer``.
 
 Deterministic: seeded training and sampling, fixed dpi, no timestamps or software tags in the PNG
@@ -32,20 +37,31 @@ what :func:`main` writes; each section is a module of this package named like it
   F̃⁻¹ as λ → 0), ``regression_view.png`` (Sec. 4.1), ``fig4_graphical_models.png`` (Fig. 4),
   ``fig5_approximations.png`` / ``fig6_inverse_approximations.png`` (Figs. 5-6),
   ``update_quality.png`` (Sec. 6.4: the fraction of the optimal decrease of M after the best α);
+* notebook 05 — ``damping_quadratic_model.png`` (Sec. 6.6: the fraction of the optimal decrease of M
+  over (λ, γ), M along the update), ``damping_sections.png`` (Secs. 6.2-6.5 measured on one iteration),
+  ``damping_traces.png`` (loss, ρ, λ, γ, α, μ of an adaptive K-FAC training);
+* notebook 06 — ``invariance_paths.png`` (Sec. 10: the paths in function space of a network and its
+  reparametrization under block-diagonal K-FAC, their losses, the gap for every method),
+  ``invariance_gaps.png`` (the largest gap per reparametrization and method; the gap against λ);
 * notebook 08 — ``your_model.png`` (F, F̃, the inverses and the league table on a residual MLP).
 """
 from __future__ import annotations
 
 from .. import plotting
 from ..progress import progress as progress_bar, write
+from .damping import *  # noqa: F403
+from .damping import damping_quadratic_model, damping_sections, damping_traces
 from .independence import *  # noqa: F403
 from .independence import cumulant_joint_distribution, cumulant_terms
+from .invariance import *  # noqa: F403
+from .invariance import invariance_gaps, invariance_paths
 from .inverse_structure import *  # noqa: F403
 from .inverse_structure import fig3, fig4, fig5, fig6, inverse_comparison, regression_view, update_quality
 from .kronecker_approximation import *  # noqa: F403
 from .kronecker_approximation import fig2, fig2_block_errors, fig2_kronecker_factors, kfac_by_eye
 from .natural_gradient import *  # noqa: F403
 from .natural_gradient import natural_gradient, natural_gradient_paths
+from .training import *  # noqa: F403
 from .your_own_model import *  # noqa: F403
 from .your_own_model import your_model
 
@@ -66,6 +82,11 @@ FIGURES = {
     "fig5_approximations": fig5,
     "fig6_inverse_approximations": fig6,
     "update_quality": update_quality,
+    "damping_quadratic_model": damping_quadratic_model,
+    "damping_sections": damping_sections,
+    "damping_traces": damping_traces,
+    "invariance_paths": invariance_paths,
+    "invariance_gaps": invariance_gaps,
     "your_model": your_model,
 }
 
