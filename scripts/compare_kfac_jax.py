@@ -41,8 +41,9 @@ Methods (``--methods`` picks a subset):
 * ``jax_kfac``: ``kfac_jax.Optimizer`` with its constructor defaults and the paper's three adaptive
   switches (``use_adaptive_learning_rate``, ``use_adaptive_momentum``, ``use_adaptive_damping``),
   ``initial_damping = --jax-damping`` (by default the same as our λ₀: kfac-jax's damping is our λ, its
-  factored damping uses λ + η, i.e. our γ² tied to λ), ``l2_reg = η``; ``jax_kfac_damping0.01``: the
-  same with initial damping 0.01;
+  factored damping uses λ + η, i.e. our γ² tied to λ), ``l2_reg = η``; ``jax_kfac_damping0.01`` and
+  ``jax_kfac_damping1``: the same with initial damping 0.01 and 1 (1 is the setting of the issue's
+  first measurement);
 * ``ours_sgd``, ``jax_sgd``: SGD with a constant Nesterov momentum (``--sgd-lr``, ``--sgd-mu``) on
   each side (``baselines.NesterovSGD(period=None)`` / ``optax.sgd(nesterov=True)``), for the cost
   of an SGD step in each framework (at lr 0.1, μ 0.9 they reach neither target in 200 steps; lr 0.3
@@ -80,7 +81,7 @@ SIZES = (64, 32, 16, 32, 64)
 ETA = 1e-5
 TARGETS = (16.0, 15.0)
 OURS = ("ours_kfac_block_diagonal", "ours_kfac_block_tridiagonal", "ours_sgd")
-JAX = ("jax_kfac", "jax_kfac_damping0.01", "jax_sgd")
+JAX = ("jax_kfac", "jax_kfac_damping0.01", "jax_kfac_damping1", "jax_sgd")
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
               "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
 
@@ -333,7 +334,8 @@ def jax_worker(args, methods):
     jax_damping = args.lambda0 if args.jax_damping is None else args.jax_damping
     results = []
     for name in methods:
-        run = sgd_runner() if name == "jax_sgd" else kfac_runner(0.01 if name.endswith("0.01") else jax_damping)
+        run = (sgd_runner() if name == "jax_sgd" else
+               kfac_runner(float(name.split("damping")[1]) if "damping" in name else jax_damping))
         t0 = time.perf_counter()
         run(args.warmup, args.seed + 1000, record=False)  # jit compilation happens here
         warm = time.perf_counter() - t0
