@@ -123,7 +123,7 @@ def test_bench_train_step_cost_only(tmp_path):
     assert main(["--problem", "curves", "--step-cost-only", "--smoke", "--step-cost-batches", "6,12",
                  "--step-cost-sizes", "10-6-3-6-10", "--step-cost-activation", "tanh",
                  "--structures", "block_diagonal", "--out", str(tmp_path)]) == 0
-    res = json.loads((tmp_path / "step_cost_curves_cpu_smoke.json").read_text(),
+    res = json.loads((tmp_path / "step_cost_curves_10-tanh_cpu_smoke.json").read_text(),
                      parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert set(res) == {"problem", "step_cost", "command", "smoke", "environment"}
     cost = res["step_cost"]

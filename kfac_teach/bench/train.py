@@ -8,7 +8,8 @@ error history and K-FAC's λ, γ, α, μ traces, the summary, and ``"step_cost"`
 K-FAC, each structure, and SGD at equal batch sizes, measured interleaved,
 :func:`kfac_teach.experiments.step_cost.step_cost`) and a ``.png`` of the training error against
 iterations and against time (:mod:`kfac_teach.experiments.report`).  ``--step-cost-only`` measures
-only the per-step cost (``step_cost_<problem>_<device>.json``).  Examples::
+only the per-step cost (``step_cost_<problem>_<device>.json``; with ``--step-cost-sizes``, the
+first size and the activation join the name, e.g. ``step_cost_curves_256-tanh_cpu.json``).  Examples::
 
     python -m kfac_teach.bench train --problem digits --device cpu            # a few minutes
     python -m kfac_teach.bench train --problem curves --device cuda --time-budget 300
@@ -157,7 +158,8 @@ def _step_cost_only(args, structures, argv):
                               "torch": torch.__version__, "threads": cost["threads"]}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / (f"step_cost_{args.problem}_{args.device}" + ("_smoke" if args.smoke else "") + ".json")
+    shape = f"_{args.step_cost_sizes.split('-')[0]}-{args.step_cost_activation}" if args.step_cost_sizes else ""
+    path = out / (f"step_cost_{args.problem}{shape}_{args.device}" + ("_smoke" if args.smoke else "") + ".json")
     path.write_text(to_json(result) + "\n", encoding="utf-8")
     for line in _step_cost_lines(cost):
         print(line)
