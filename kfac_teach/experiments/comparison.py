@@ -3,7 +3,6 @@ the best run of each family, the time to reach SGD's best error and the per-iter
 :func:`short_run`, the compute half of :func:`kfac_teach.widgets.training_explorer`."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import platform
@@ -13,7 +12,7 @@ import torch
 
 from .. import data
 from ..progress import progress as progress_bar, write
-from .devices import cuda_unavailable, device_name
+from .devices import cuda_unavailable, device_name, one_thread
 from .problems import ETA, get_problem, initial_net
 from .runs import Method, time_steps, time_to_reach, train
 
@@ -158,21 +157,6 @@ def compare(problem="digits", *, device="cpu", methods=None, iters=None, time_bu
         "best": {fam: r["label"] for fam, r in best.items()},
         "summary": summary,
     }
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run torch on one CPU thread inside the block, then restore the thread count.
-
-    Small networks gain nothing from a second thread, and on a shared CPU two threads can stall at
-    every parallel region; with one thread the runs are also bit-reproducible whatever the load.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 #: The update of Algorithm 2's step 4 in :func:`short_run` (and the explorer): ``kt.KFAC`` options.

@@ -1,7 +1,8 @@
 """The device of an experiment: its name for the benchmark JSON, whether CUDA is usable (and how to
-get it), and the synchronization that keeps wall-clock timings honest."""
+get it), the synchronization that keeps wall-clock timings honest, and :func:`one_thread`."""
 from __future__ import annotations
 
+import contextlib
 import platform
 
 import torch
@@ -47,3 +48,17 @@ def sync(device):
     """Wait for the device (CUDA) so that wall-clock timings are honest."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one CPU thread inside the block (or the decorated function), then restore the
+    thread count.  Small networks gain nothing from a second thread; on a shared CPU two threads can
+    stall at every parallel region (up to 7× slower on a loaded 2-core machine), and with one thread
+    the runs are bit-reproducible whatever the load."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)

@@ -251,21 +251,27 @@ def time_steps(method, problem, X, net, m, steps=20, repeats=5, warmup=3, seed=0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for w in range(repeats + 1):
-            count = warmup if w == 0 else steps
-            sync(device)
-            t0 = now()
-            for s in range(count):
-                xb = batches[s % len(batches)]
-
-                def closure(backward=True):
-                    opt.zero_grad()
-                    loss = loss_fn(net(xb), xb)
-                    if backward:
-                        loss.backward()
-                    return loss
-
-                opt.step(closure)
-            sync(device)
+            mean = timed_window(net, opt, batches, warmup if w == 0 else steps, device, now)
             if w > 0:
-                windows.append((now() - t0) / steps)
+                windows.append(mean)
     return min(windows)
+
+
+def timed_window(net, opt, batches, steps, device, now=time.perf_counter):
+    """Mean seconds per step over ``steps`` consecutive ``opt.step`` calls on the autoencoder loss,
+    cycling through ``batches``; the closure takes ``backward`` so that K-FAC's ρ is a forward pass."""
+    sync(device)
+    t0 = now()
+    for s in range(steps):
+        xb = batches[s % len(batches)]
+
+        def closure(backward=True):
+            opt.zero_grad()
+            loss = loss_fn(net(xb), xb)
+            if backward:
+                loss.backward()
+            return loss
+
+        opt.step(closure)
+    sync(device)
+    return (now() - t0) / steps

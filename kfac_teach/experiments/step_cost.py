@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 import warnings
 
 import torch
 from torch import nn
 
 from ..schedules import sparse_init_
-from .devices import device_name, sync
-from .problems import autoencoder, get_problem, loss_fn
-from .runs import CLOCKS, Method, make_optimizer
+from .devices import device_name
+from .problems import autoencoder, get_problem
+from .runs import CLOCKS, Method, make_optimizer, timed_window
 
 STRUCTURES = ("block_diagonal", "block_tridiagonal")
 
@@ -38,24 +37,6 @@ def cost_net(sizes, activation="sigmoid", seed=0, device="cpu"):
     net = nn.Sequential(*[acts[activation]() if isinstance(m, nn.Sigmoid) else m for m in autoencoder(sizes)])
     sparse_init_(net, generator=torch.Generator().manual_seed(seed))
     return net.to(device=device, dtype=torch.float32)
-
-
-def _timed_window(net, opt, batches, steps, device, now=time.perf_counter):
-    sync(device)
-    t0 = now()
-    for s in range(steps):
-        xb = batches[s % len(batches)]
-
-        def closure(backward=True):
-            opt.zero_grad()
-            loss = loss_fn(net(xb), xb)
-            if backward:
-                loss.backward()
-            return loss
-
-        opt.step(closure)
-    sync(device)
-    return (now() - t0) / steps
 
 
 def step_cost(problem="curves", *, batches=(250, 1000), structures=STRUCTURES, sizes=None,
@@ -104,13 +85,13 @@ def step_cost(problem="curves", *, batches=(250, 1000), structures=STRUCTURES, s
             for key, method in methods.items():
                 net = copy.deepcopy(net0)
                 opt = make_optimizer(method, net, generator=torch.Generator(device=device).manual_seed(seed + 1))
-                _timed_window(net, opt, batches_m, warmup, device, now)
+                timed_window(net, opt, batches_m, warmup, device, now)
                 runs[key] = (net, opt)
             times = {key: [] for key in methods}
             for r in range(rounds):
                 order = list(methods) if r % 2 == 0 else list(methods)[::-1]
                 for key in order:
-                    times[key].append(_timed_window(*runs[key], batches_m, steps, device, now))
+                    times[key].append(timed_window(*runs[key], batches_m, steps, device, now))
             row = {"m": m, "sgd_ms": 1e3 * statistics.median(times["sgd"])}
             for s in structures:
                 row[f"{s}_ms"] = 1e3 * statistics.median(times[s])

@@ -26,7 +26,6 @@ the optimizer actually did in that iteration:
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from torch import nn
 from .. import config, data
 from ..backprop import forward
 from ..batch import loss_and_gradient
+from ..experiments.devices import one_thread
 from ..factors import KroneckerFactors, factors_from_pass, kronecker_factors, kronecker_fisher
 from ..fisher import exact_fisher
 from ..gradients import per_example_gradients
@@ -56,7 +56,7 @@ __all__ = ["DAMPING_SIZES", "DAMPING_BATCH", "DAMPING_LAMBDA0", "DAMPING_ETA", "
            "bernoulli_closure", "kfac_before", "IterationAnatomy", "take_apart", "iteration_checks",
            "update_for", "model_change_dense", "damping_sweeps", "lambda_grid", "gamma_grid",
            "quadratic_model_view", "train_traces", "dashboard_iterations", "lm_rule_by_hand", "DampingSetup",
-           "damping_setup", "dashboard_traces", "variants_at", "proposal_for", "single_thread"]
+           "damping_setup", "dashboard_traces", "variants_at", "proposal_for", "one_thread"]
 
 #: The small autoencoder: 64 pixels → 8 logistic → 4 linear (the code) → 8 logistic → 64 (Bernoulli);
 #: D = 1172 parameters, so the dense exact F is 1172 × 1172.
@@ -73,19 +73,6 @@ TAKEN_APART = 20
 #: λ₀ of the dashboard: the paper's 150.
 DASHBOARD_LAMBDA0 = 150.0
 SEED = 0
-
-
-@contextlib.contextmanager
-def single_thread():
-    """Run the lesson's tensor work on one thread (restored afterwards; also a decorator): the small
-    autoencoder's K-FAC steps are ~1 ms operations and its dense matrices 1172 × 1172, for which a
-    second thread mostly adds synchronisation — up to 7× slower on a loaded 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def damping_autoencoder(sizes=DAMPING_SIZES, seed=SEED):
@@ -142,7 +129,7 @@ def kfac_before(k=TAKEN_APART, sizes=DAMPING_SIZES, m=DAMPING_BATCH, damping=DAM
     X = damping_inputs() if X is None else X
     net = damping_autoencoder(sizes)
     opt = kfac_optimizer(net, damping)
-    with single_thread():
+    with one_thread():
         for j in range(1, k):
             opt.step(bernoulli_closure(opt, net, minibatch(X, j, m)))
     return net, opt, X
@@ -214,7 +201,7 @@ class IterationAnatomy:
     settings: dict = field(repr=False)
 
 
-@single_thread()
+@one_thread()
 def take_apart(k=TAKEN_APART, sizes=DAMPING_SIZES, m=DAMPING_BATCH, damping=DAMPING_LAMBDA0, X=None):
     """Algorithm 2's iteration ``k``, step by step from the optimizer's state after ``k − 1`` steps,
     then the same iteration by ``KFAC.step``.  Returns an :class:`IterationAnatomy`."""
@@ -327,7 +314,7 @@ def _dense_minimum(F, grad, directions, damping):
     return torch.as_tensor(r.x / scale), r.fun
 
 
-@single_thread()
+@one_thread()
 def iteration_checks(it: IterationAnatomy):
     """Each step of :func:`take_apart` against an independent computation: a dict
     ``{name: (what it is compared with, relative error or mismatch count)}`` plus the dense ``F``
@@ -437,7 +424,7 @@ def _fraction(it, F, D, damping, rescale=True):
     return -model_change_dense(F, g, D, damping) / optimal
 
 
-@single_thread()
+@one_thread()
 def variants_at(it: IterationAnatomy, F, lambda_, gamma):
     r"""At one (λ, γ), the fraction of the optimal decrease of M(λ) reached by: ``"factored"`` α*Δ(γ)
     (K-FAC); ``"raw"`` Δ(γ) unscaled (α = 1, Sec. 6.4); ``"coupled"`` α*Δ(√(λ+η)) (one damping for
@@ -457,7 +444,7 @@ def variants_at(it: IterationAnatomy, F, lambda_, gamma):
             "rho": (h_new - S["h"]) / change}
 
 
-@single_thread()
+@one_thread()
 def damping_sweeps(it: IterationAnatomy, F, lambdas=None, gammas=None):
     r"""Secs. 6.2–6.6 measured on iteration ``it`` (dense ``F`` of its mini-batch; M with λ + η).
 
@@ -527,7 +514,7 @@ def _split(v, like):
     return out
 
 
-@single_thread()
+@one_thread()
 def quadratic_model_view(it: IterationAnatomy, F, lambda_, gamma, sweeps=None, n_curve=121):
     """The explorer's picture at (λ, γ): the heatmap of :func:`damping_sweeps` with (λ, γ) marked, and
     M along the update, t ↦ M(tΔ(γ)) − M(0) for t ∈ [0, 2·max(α*, 1)], with α* and t = 1 marked,
@@ -559,7 +546,7 @@ def dashboard_iterations():
     return config.smoke_or(100, 30)
 
 
-@single_thread()
+@one_thread()
 def train_traces(iters=None, damping=DASHBOARD_LAMBDA0, every=10, callback=None, sizes=DAMPING_SIZES,
                  m=DAMPING_BATCH, X=None, tau1=1 / 8, tau2=1 / 4):
     r"""An adaptive K-FAC training of the small autoencoder (Algorithm 2 with the paper's constants,

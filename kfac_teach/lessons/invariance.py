@@ -34,7 +34,6 @@ the same path in function space.  Gradient descent and Adam do not (their steps 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from functools import lru_cache
 
 import torch
@@ -42,6 +41,7 @@ import torch.nn.functional as Fn
 from torch import nn
 
 from .. import data
+from ..experiments.devices import one_thread
 from ..factors import factors_from_pass, kronecker_factors
 from ..gradients import PerExampleGradients
 from ..inverses import BlockDiagonalInverse, BlockTridiagonalInverse
@@ -417,17 +417,6 @@ def run_method(net, X, method, steps=INV_STEPS, lr=None, damping=0.0, kfac_alpha
 def relative_gap(P, Q):
     r"""Per step :math:`\|P_t - Q_t\|_F / \|P_t\|_F`: how far apart the two networks' outputs are."""
     return (torch.linalg.matrix_norm(P - Q) / torch.linalg.matrix_norm(P)).numpy()
-
-
-@contextmanager
-def one_thread():
-    """Run with one torch thread (many tiny products: threads only add overhead), then restore."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 @lru_cache(maxsize=64)
