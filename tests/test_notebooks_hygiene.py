@@ -18,9 +18,9 @@ def _src(cell):
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
-def test_the_four_lessons_are_there():
+def test_the_lessons_are_there():
     names = [p.name for p in NOTEBOOKS]
-    for prefix in ("01_", "02_", "03_", "04_"):
+    for prefix in ("01_", "02_", "03_", "04_", "05_", "06_", "07_", "08_"):
         assert any(n.startswith(prefix) for n in names), f"missing notebook {prefix}*.ipynb in {names}"
 
 
@@ -71,3 +71,14 @@ def test_lesson_shape(path):
         if re.search(r"figures\.\w+\(|plt\.subplots|matrix_panels\(", c) and "explorer" not in c:
             assert "plt.show()" in c, f"{path.name}: plot cell without plt.show():\n{c[:200]}"
     assert not any("os.environ" in c for c in code), "read KFAC_TEACH_SMOKE via kfac_teach.config only"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_explorer_cells_show_their_explorer(path):
+    """A cell that builds an explorer must show it: ending with ``name = …_explorer(…)`` displays
+    nothing, and a reader sees no explorer (the browser test would fail on it much later)."""
+    for k, cell in enumerate(_load(path)["cells"]):
+        lines = [ln for ln in _src(cell).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        if cell["cell_type"] == "code" and lines and "_explorer(" in _src(cell):
+            assert not re.match(r"^\w+\s*=[^=]", lines[-1]), \
+                f"{path.name} cell {k} ends with an assignment ({lines[-1]!r}): end it with the explorer's name"
