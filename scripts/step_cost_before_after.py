@@ -102,19 +102,10 @@ def main(argv=None):
 
 
 def window(net, opt, batches, steps, now):
-    from kfac_teach.experiments import loss_fn
-    t0 = now()
-    for s in range(steps):
-        xb = batches[s % len(batches)]
-
-        def closure(backward=True):  # the 'before' tree calls closure(): backward=True
-            opt.zero_grad()
-            loss = loss_fn(net(xb), xb)
-            if backward:
-                loss.backward()
-            return loss
-        opt.step(closure)
-    return (now() - t0) / steps
+    """One timed window (``experiments.runs.timed_window``; the 'before' tree calls closure() with
+    its default backward=True)."""
+    from kfac_teach.experiments.runs import timed_window
+    return timed_window(net, opt, batches, steps, "cpu", now)
 
 
 if __name__ == "__main__":
