@@ -540,6 +540,27 @@ def test_whole_batch_subsets_draw_nothing():
     assert not torch.equal(run("random", 0.5), run("first", 0.5))
 
 
+def test_one_whole_batch_subset_still_draws_the_other():
+    """τ₂ = 1 with τ₁ = 1/4: S_2 is the whole batch, but S_1 must still be random rows, not the
+    batch's first ones every step (a fixed S_1 on a fixed batch was a defect: its Ā_0 is then the
+    moment of rows 0…3 only).  Checked on Ā_0 against the twin generator's permutation."""
+    net0, X, Y = _problem(sizes=(4, 3, 4), n=16, seed=13)
+    net = copy.deepcopy(net0)
+    opt = KFAC(net, loss="bernoulli", damping=1.0, weight_decay=ETA, tau1=0.25, tau2=1.0,
+               generator=torch.Generator().manual_seed(3))
+    twin, A_ref, drawn = torch.Generator().manual_seed(3), None, []
+    for k in range(1, 4):
+        rows = torch.randperm(16, generator=twin)[:4]
+        _sampled_factors(net, X[rows], twin, "block_diagonal")
+        eps = min(1 - 1 / k, 0.95)
+        A_ref = _moments(X, rows) if k == 1 else eps * A_ref + (1 - eps) * _moments(X, rows)
+        opt.step(_closure(opt, net, X, Y))
+        assert_close_rel(opt.kfac_state.statistics.A[0][0], A_ref, rtol=1e-10, msg=f"Ā_0 at step {k}")
+        drawn.append(frozenset(rows.tolist()))
+    assert len(set(drawn)) == 3 and frozenset(range(4)) not in drawn
+    assert not torch.allclose(opt.kfac_state.statistics.A[0][0], _moments(X, torch.arange(4)))
+
+
 def test_rho_from_a_forward_only_closure_equals_rho_from_the_full_closure():
     """A closure with a ``backward`` parameter is called as ``closure(backward=False)`` under
     ``torch.no_grad()`` for h(θ+δ), at k ≡ 0 (mod T1) only (Sec. 6.5: ρ costs one forward pass), and
