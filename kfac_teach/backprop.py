@@ -23,7 +23,8 @@ class Forward:
 
     Wbar: list      # per layer, d_i × (d_{i-1}+1)
     a_bar: list     # per layer, (N, d_{i-1}+1) inputs with the homogeneous 1 last
-    s: list         # per layer, (N, d_i) pre-activations
+    s: list         # per layer, (N, d_i) pre-activations (the last always; others may be None
+                    # where φ' came from the activities, see ActivationCapture.forward)
     acts: tuple     # activation module after each layer (None after the last)
     dphi: list      # per layer, φ_i'(s_i) of shape (N, d_i) (None after the last)
 
@@ -46,7 +47,7 @@ def from_activations(Wbar, inputs, s, acts):
 
 def homogeneous(a):
     """:math:`\\bar a = [a; 1]` for a batch of row vectors."""
-    return torch.cat([a, torch.ones_like(a[:, :1])], 1)
+    return nn.functional.pad(a, (0, 1), value=1.0)
 
 
 def forward(net, X, dtype=None) -> Forward:
@@ -76,7 +77,7 @@ def activation_derivative(act, s, a=None):
     ReLU :math:`[s>0]`, identity 1; any other elementwise module by one forward-mode product with ones.
     """
     if act is None or isinstance(act, nn.Identity):
-        return torch.ones_like(s)
+        return torch.ones_like(s if s is not None else a)
     if a is not None and isinstance(act, nn.Tanh):
         return 1 - a * a
     if a is not None and isinstance(act, nn.Sigmoid):

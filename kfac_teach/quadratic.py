@@ -59,24 +59,28 @@ def jvp_output(fw, directions):
 
     ``directions``: list of ``k`` per-layer lists.  Returns ``(N, k, C)``:
     :math:`R s_i = U_i \bar a_{i-1} + \bar W_i R\bar a_{i-1}`, :math:`R a_i = \phi_i'(s_i)\odot R s_i`
-    (per layer one matrix product per direction and one for all directions together, with the
-    stored :math:`\phi'`; the directions' matrices are read where they are, not copied).
+    (per layer two matrix products for all directions together: the directions' ``U_i`` stacked
+    into one ``k d_i × (d_{i-1}+1)`` matrix, and the stored :math:`\phi'` for the second term;
+    the ``(N, k, d_i)`` layout keeps both products free of copies).
     """
     k, N, Rs = len(directions), fw.z.shape[0], None
+    dtype = fw.z.dtype
     for i, W in enumerate(fw.Wbar):
-        out = torch.stack([fw.a_bar[i] @ d[i].to(fw.z.dtype).T for d in directions])  # (k, N, d_i)
+        U = torch.cat([d[i] for d in directions]) if k > 1 else directions[0][i]
+        out = (fw.a_bar[i] @ U.to(dtype).T).view(N, k, -1)  # (N, k, d_i): U_a ā for every a
         if Rs is not None:
-            Ra = Rs * fw.dphi[i - 1]
-            out = out.view(k * N, -1).addmm_(Ra.view(k * N, -1), W[:, :-1].T).view(k, N, -1)
+            Ra = Rs * fw.dphi[i - 1][:, None, :]
+            out.view(N * k, -1).addmm_(Ra.view(N * k, -1), W[:, :-1].T)
         Rs = out
-    return Rs.transpose(0, 1)
+    return Rs
 
 
 def fisher_gram(fw, family, directions):
     r"""The ``k × k`` matrix :math:`[u_a^\top F u_b]` of the exact Fisher on the batch of ``fw``."""
     J = jvp_output(fw, directions) if hasattr(fw, "Wbar") else fw.jvp(directions)  # any module: torch.func
     BJ = family.fisher_sqrt(fw.z[:, None, :], J)  # (N, k, C)
-    return torch.einsum("nac,nbc->ab", BJ, BJ) / fw.z.shape[0]
+    Y = BJ.transpose(0, 1).reshape(BJ.shape[1], -1)  # (k, N·C): row a is B J u_a over all cases
+    return (Y @ Y.T) / fw.z.shape[0]
 
 
 def solve_quadratic(F_gram, grad_dots, vec_gram, damping):
@@ -94,7 +98,7 @@ def solve_quadratic(F_gram, grad_dots, vec_gram, damping):
         step) by giving it coefficient 0, as the released code does.
     """
     Q = F_gram + damping * vec_gram
-    coeffs = -torch.linalg.pinv(Q) @ grad_dots
+    coeffs = -torch.linalg.pinv(Q, hermitian=True) @ grad_dots  # Q is symmetric (its lower triangle is read)
     return coeffs, 0.5 * (grad_dots @ coeffs)
 
 
