@@ -111,10 +111,19 @@ def _check_step_cost(cost, batches, structures=("block_diagonal", "block_tridiag
     assert "interleaved" in cost["method"] and cost["rounds"] >= 1 and cost["steps"] >= 1
     assert cost["clock"] in ("wall", "cpu")
     assert [row["m"] for row in cost["rows"]] == batches
+    sizes = cost["sizes"]
+    pairs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
     for row in cost["rows"]:
         assert row["sgd_ms"] > 0
+        # an SGD step's matrix products, counted by hand: forward 2·m·Σ d_{i-1}d_i, the weight
+        # gradients as much again, the input gradients all but the first layer's (X needs none)
+        m = row["m"]
+        assert row["sgd_gflop"] * 1e9 == pytest.approx(2 * m * (3 * pairs - sizes[0] * sizes[1]), rel=1e-4)
         for s in structures:
             assert row[f"{s}_ms"] > 0 and row[f"{s}_over_sgd"] > 0
+            # K-FAC does the same gradient plus the statistics, the inverse and the App. C products
+            assert row[f"{s}_flops_over_sgd"] > 1.2
+            assert row[f"{s}_gflop"] == pytest.approx(row[f"{s}_flops_over_sgd"] * row["sgd_gflop"], rel=1e-3)
 
 
 def test_bench_train_step_cost_only(tmp_path):

@@ -145,7 +145,8 @@ def _step_cost_lines(cost):
              f"{'-'.join(map(str, cost['sizes']))} {cost['activation']}; interleaved):"]
     for row in cost["rows"]:
         parts = [f"m={row['m']}: SGD {row['sgd_ms']:.1f} ms"]
-        parts += [f"{key[:-3]} {row[key]:.1f} ms ({row[key[:-3] + '_over_sgd']:.2f}x)"
+        parts += [f"{key[:-3]} {row[key]:.1f} ms ({row[key[:-3] + '_over_sgd']:.2f}x; "
+                  f"matrix-product flops {row[key[:-3] + '_flops_over_sgd']:.2f}x)"
                   for key in row if key.endswith("_ms") and key != "sgd_ms"]
         lines.append("  " + ", ".join(parts))
     return lines

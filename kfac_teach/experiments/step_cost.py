@@ -18,6 +18,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..schedules import sparse_init_
 from .devices import device_name
@@ -59,7 +60,8 @@ def step_cost(problem="curves", *, batches=(250, 1000), structures=STRUCTURES, s
 
     Returns a JSON-ready dict: ``device``, ``device_type``, ``threads``, ``dtype``, ``sizes``,
     ``activation``, ``steps``, ``rounds``, ``clock``, and ``rows``: per batch size ``{"m", "sgd_ms",
-    "<structure>_ms", "<structure>_over_sgd"}``.
+    "sgd_gflop", "<structure>_ms", "<structure>_over_sgd", "<structure>_gflop",
+    "<structure>_flops_over_sgd"}`` (flops: :func:`window_flops`, counted after the timing).
     """
     if clock not in CLOCKS:
         raise ValueError(f"clock must be 'wall' or 'cpu', got {clock!r}")
@@ -92,14 +94,30 @@ def step_cost(problem="curves", *, batches=(250, 1000), structures=STRUCTURES, s
                 order = list(methods) if r % 2 == 0 else list(methods)[::-1]
                 for key in order:
                     times[key].append(timed_window(*runs[key], batches_m, steps, device, now))
-            row = {"m": m, "sgd_ms": 1e3 * statistics.median(times["sgd"])}
+            flops = {key: window_flops(*runs[key], batches_m, steps, device) for key in methods}
+            row = {"m": m, "sgd_ms": 1e3 * statistics.median(times["sgd"]), "sgd_gflop": flops["sgd"] / 1e9}
             for s in structures:
                 row[f"{s}_ms"] = 1e3 * statistics.median(times[s])
                 row[f"{s}_over_sgd"] = statistics.median(t / u for t, u in zip(times[s], times["sgd"]))
+                row[f"{s}_gflop"] = flops[s] / 1e9
+                row[f"{s}_flops_over_sgd"] = flops[s] / flops["sgd"]
             rows.append(row)
     return {"device": device_name(device), "device_type": device.type, "threads": torch.get_num_threads(),
             "dtype": "float32", "problem": p.name, "sizes": list(sizes), "activation": activation,
             "loss": "bernoulli", "steps": steps, "rounds": rounds, "warmup": warmup, "clock": clock,
             "sgd_options": dict(sgd.options), "kfac_damping": p.kfac_damping, "rows": rows,
             "method": "interleaved windows; ms = median window mean; ratio = median over rounds of "
-                      "K-FAC/SGD in the same round"}
+                      "K-FAC/SGD in the same round",
+            "flops": "matrix-product flops per step over one window (torch.utils.flop_counter; "
+                     "Cholesky factorizations and inverses not counted): *_flops_over_sgd is a floor "
+                     "for *_over_sgd unless K-FAC's products run faster per flop than SGD's"}
+
+
+def window_flops(net, opt, batches, steps, device):
+    """Flops per step of one window of ``steps`` steps (:func:`~.runs.timed_window`), counted by
+    ``torch.utils.flop_counter.FlopCounterMode``: matrix products (``mm``, ``addmm``, ``bmm``, …;
+    2 per multiply-add), not the Cholesky factorizations and inverses of the K-FAC rebuilds.  A
+    window of 20 K-FAC steps holds one rebuild and four ρ forward passes, as in the timed windows."""
+    with FlopCounterMode(display=False) as counter:
+        timed_window(net, opt, batches, steps, device)
+    return counter.get_total_flops() / steps
