@@ -212,10 +212,11 @@ def torch_worker(args, methods):
             t0 = time.perf_counter()
             xb = X[torch.randperm(n, generator=order)] if shuffle else X
 
-            def closure():
+            def closure(backward=True):  # KFAC's ρ calls closure(backward=False): a forward pass
                 opt.zero_grad()
                 loss = loss_fn(net(xb), xb)
-                loss.backward()
+                if backward:
+                    loss.backward()
                 return loss
 
             opt.step(closure)
