@@ -115,9 +115,17 @@ def step_cost(problem="curves", *, batches=(250, 1000), structures=STRUCTURES, s
 
 def window_flops(net, opt, batches, steps, device):
     """Flops per step of one window of ``steps`` steps (:func:`~.runs.timed_window`), counted by
-    ``torch.utils.flop_counter.FlopCounterMode``: matrix products (``mm``, ``addmm``, ``bmm``, …;
-    2 per multiply-add), not the Cholesky factorizations and inverses of the K-FAC rebuilds.  A
+    ``torch.utils.flop_counter.FlopCounterMode``: matrix products (``mm``, ``addmm``, ``addmm_``,
+    ``bmm``, …; 2 per multiply-add), not the Cholesky factorizations, inverses and
+    eigendecompositions of the K-FAC rebuilds.  A
     window of 20 K-FAC steps holds one rebuild and four ρ forward passes, as in the timed windows."""
-    with FlopCounterMode(display=False) as counter:
+    # torch's table has addmm but not its in-place form, which the factor averages and the
+    # exact-F products use: count addmm_ like addmm
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.addmm_: _addmm_flops}) as counter:
         timed_window(net, opt, batches, steps, device)
     return counter.get_total_flops() / steps
+
+
+def _addmm_flops(self_shape, a_shape, b_shape, out_shape=None, **kwargs):
+    """Flops of ``self.addmm_(a, b)`` (shapes, as ``FlopCounterMode`` passes them): 2 per multiply-add of ``a @ b``."""
+    return 2 * a_shape[0] * a_shape[1] * b_shape[1]
