@@ -180,23 +180,24 @@ class KroneckerSumInverse:
     one is not positive definite.
     """
 
-    def __init__(self, A, B, C, D, sign=-1, names=("A", "B"), damping=None):
+    def __init__(self, A, B, C, D, sign=-1, names=("A", "B"), damping=None, cholesky=(None, None)):
         if sign not in (-1, 1):
             raise ValueError(f"sign must be +1 or -1, got {sign!r}")
         self.sign = sign
-        self.K1, self.s1 = self._whitened_eig(A, C, names[0], damping)
-        self.K2, self.s2 = self._whitened_eig(B, D, names[1], damping)
+        self.K1, self.s1 = self._whitened_eig(A, C, names[0], damping, cholesky[0])
+        self.K2, self.s2 = self._whitened_eig(B, D, names[1], damping, cholesky[1])
         self.denom = 1 + sign * self.s2[:, None] * self.s1[None, :]
 
     @staticmethod
-    def _whitened_eig(A, C, name="A", damping=None):
+    def _whitened_eig(A, C, name="A", damping=None, L=None):
         r"""``K`` with :math:`K^\top A K = I` and :math:`K^\top C K = \mathrm{diag}(s)`.
 
         The paper whitens with :math:`A^{-1/2}`; any whitening gives the same inverse, and the
         Cholesky factor :math:`A = LL^\top` costs one eigendecomposition less:
-        :math:`L^{-1}CL^{-\top} = ESE^\top`, :math:`K = L^{-\top}E`.
+        :math:`L^{-1}CL^{-\top} = ESE^\top`, :math:`K = L^{-\top}E` (``L``: that factor if
+        the caller has it already).
         """
-        L = factor_cholesky(A, name, damping)
+        L = factor_cholesky(A, name, damping) if L is None else L
         Li_C = torch.linalg.solve_triangular(L, C, upper=False)
         M = torch.linalg.solve_triangular(L, Li_C.T, upper=False)
         s, E = _symmetric_eigh((M + M.T) / 2)
@@ -253,20 +254,25 @@ class BlockTridiagonalInverse:
         self.pi = [p for _, _, p in damped]
         Ad = [a for a, _, _ in damped]
         Gd = [g for _, g, _ in damped]
+        # one Cholesky factor per damped factor, shared by Ψ (below), the whitening of App. B and the
+        # last layer's inverse
+        LA = [factor_cholesky(M, _factor_name(i, "A"), self.damping) for M, i in zip(Ad, L)]
+        LG = [factor_cholesky(M, _factor_name(i, "G"), self.damping) for M, i in zip(Gd, L)]
         self.Psi_A, self.Psi_G, self.Sigma_cond = [], [], []
         for k, i in enumerate(L[:-1]):
             # Psi^A = A_{i,i+1} Ad_{i+1}^{-1}  (Ad symmetric, so solve and transpose)
-            PA = _solve(Ad[k + 1], factors.A[i][i + 1].T, _factor_name(i + 1, "A"), self.damping).T
-            PG = _solve(Gd[k + 1], factors.G[i][i + 1].T, _factor_name(i + 1, "G"), self.damping).T
+            PA = torch.cholesky_solve(factors.A[i][i + 1].T, LA[k + 1]).T
+            PG = torch.cholesky_solve(factors.G[i][i + 1].T, LG[k + 1]).T
             self.Psi_A.append(PA)
             self.Psi_G.append(PG)
             C = PA @ factors.A[i + 1][i]
             D = PG @ factors.G[i + 1][i]
             self.Sigma_cond.append(KroneckerSumInverse(
                 Ad[k], Gd[k], (C + C.T) / 2, (D + D.T) / 2, -1,
-                names=(_factor_name(i, "A"), _factor_name(i, "G")), damping=self.damping))
-        self.A_last_inv = sym_inverse(Ad[-1], _factor_name(L[-1], "A"), self.damping)
-        self.G_last_inv = sym_inverse(Gd[-1], _factor_name(L[-1], "G"), self.damping)
+                names=(_factor_name(i, "A"), _factor_name(i, "G")), damping=self.damping,
+                cholesky=(LA[k], LG[k])))
+        self.A_last_inv = torch.cholesky_inverse(LA[-1])
+        self.G_last_inv = torch.cholesky_inverse(LG[-1])
 
     def apply(self, grads):
         """:math:`\\Xi^\\top\\Lambda\\Xi v` in matrix form (notes §6.2), per-layer in and out."""
@@ -310,14 +316,6 @@ def _symmetric_eigh(M):
         raise torch.linalg.LinAlgError("eigh returned non-finite values for a finite float64 matrix")
     s, E = torch.linalg.eigh(M.double())
     return s.to(M.dtype), E.to(M.dtype)
-
-
-def _solve(M, B, what, damping):
-    """``M⁻¹B`` for a damped factor ``M``; :class:`SingularFactorError` naming ``what`` if singular."""
-    try:
-        return torch.linalg.solve(M, B)
-    except torch.linalg.LinAlgError as e:
-        raise _singular(what, damping, "it is singular (the solve failed)") from e
 
 
 def _check_exact_undamped(dA, dG, i):
