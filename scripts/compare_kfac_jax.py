@@ -192,6 +192,7 @@ def torch_worker(args, methods):
     from kfac_teach import KFAC
     from kfac_teach.baselines import NesterovSGD
     from kfac_teach.experiments.problems import loss_fn
+    from kfac_teach.experiments.runs import autoencoder_closure
 
     torch.set_num_threads(1)
     X_np, params = load_problem(args.workdir, args.seed)
@@ -217,15 +218,7 @@ def torch_worker(args, methods):
         for _ in range(steps):
             t0 = time.perf_counter()
             xb = X[torch.randperm(n, generator=order)] if shuffle else X
-
-            def closure(backward=True):  # KFAC's ρ calls closure(backward=False): a forward pass
-                opt.zero_grad()
-                loss = loss_fn(net(xb), xb)
-                if backward:
-                    loss.backward()
-                return loss
-
-            opt.step(closure)
+            opt.step(autoencoder_closure(opt, net, xb))  # ρ: closure(backward=False), a forward pass
             times.append(time.perf_counter() - t0)
             with torch.no_grad():
                 losses.append(float(loss_fn(net(X), X)))

@@ -53,6 +53,18 @@ class Method:
         return self.kind
 
 
+def autoencoder_closure(opt, net, xb):
+    """The step closure of the autoencoder loss on the batch ``xb`` (targets = inputs).  It takes
+    ``backward`` so that K-FAC's ρ calls ``closure(backward=False)``: a forward pass only."""
+    def closure(backward=True):
+        opt.zero_grad()
+        loss = loss_fn(net(xb), xb)
+        if backward:
+            loss.backward()
+        return loss
+    return closure
+
+
 def make_optimizer(method, net, generator=None):
     o = dict(method.options)
     if method.kind == "kfac":
@@ -169,14 +181,7 @@ def train(method, problem, X, net, *, iters=None, time_budget=None, seed=0, n_ev
             idx = torch.randperm(n, generator=gen, device=device)[:m]
             xb = X[idx]
 
-            def closure(backward=True):  # K-FAC's ρ calls closure(backward=False): a forward pass
-                opt.zero_grad()
-                loss = loss_fn(net(xb), xb)
-                if backward:
-                    loss.backward()
-                return loss
-
-            loss = opt.step(closure)
+            loss = opt.step(autoencoder_closure(opt, net, xb))
             sync(device)
             wall += time.perf_counter() - t0
             cpu += time.process_time() - c0
@@ -263,15 +268,6 @@ def timed_window(net, opt, batches, steps, device, now=time.perf_counter):
     sync(device)
     t0 = now()
     for s in range(steps):
-        xb = batches[s % len(batches)]
-
-        def closure(backward=True):
-            opt.zero_grad()
-            loss = loss_fn(net(xb), xb)
-            if backward:
-                loss.backward()
-            return loss
-
-        opt.step(closure)
+        opt.step(autoencoder_closure(opt, net, batches[s % len(batches)]))
     sync(device)
     return (now() - t0) / steps
