@@ -70,6 +70,12 @@ def forward(net, X, dtype=None) -> Forward:
     return from_activations(Wbars, inputs, s, c.activations)
 
 
+def derivative_from_output(act):
+    r"""Does :func:`activation_derivative` get :math:`\phi'` from the activities :math:`a = \phi(s)`
+    alone (identity, tanh, sigmoid), so that ``s`` need not be kept?"""
+    return act is None or isinstance(act, (nn.Identity, nn.Tanh, nn.Sigmoid))
+
+
 def activation_derivative(act, s, a=None):
     r""":math:`\phi'(s)` for an elementwise activation.
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import inspect
 
 import torch
-from torch import nn
 
-from .backprop import from_activations
+from .backprop import derivative_from_output, from_activations
 
 
 class ActivationCapture:
@@ -128,7 +127,7 @@ class ActivationCapture:
         pick = (lambda x: x[:n]) if rows is None else (lambda x: x.index_select(0, rows))
         a = [pick(self.inputs[i]) for i in range(L)]
         # s_i is needed for the output z and where φ'(s_i) does not follow from a_i = φ(s_i)
-        s = [pick(self.outputs[i]) if i == L - 1 or not _derivative_from_output(self.activations[i]) else None
+        s = [pick(self.outputs[i]) if i == L - 1 or not derivative_from_output(self.activations[i]) else None
              for i in range(L)]
         return from_activations(Wbar, a, s, self.activations)
 
@@ -143,11 +142,6 @@ class ActivationCapture:
     def release(self):
         """Drop the captured tensors (they would keep a forward pass's memory alive)."""
         self.inputs, self.outputs, self.z_grad, self.model_input = {}, {}, None, None
-
-
-def _derivative_from_output(act):
-    """Does :func:`kfac_teach.backprop.activation_derivative` get φ' from the activities alone?"""
-    return act is None or isinstance(act, (nn.Identity, nn.Tanh, nn.Sigmoid))
 
 
 def takes_backward(closure):

@@ -212,8 +212,8 @@ class KFAC(torch.optim.Optimizer):
         # 2. S_2 and S_1 ⊂ S′: the first rows of a random permutation of the batch
         m = self.capture.batch_size
         n1, n2 = _subset_size(s["tau1"], m), _subset_size(s["tau2"], m)
-        n = max(n1, n2) if s["mode"] == "adaptive" else n1
-        rows = self._subset_rows(m, n, min(n1, n2) if s["mode"] == "adaptive" else n1)
+        sizes = (n1, n2) if s["mode"] == "adaptive" else (n1,)
+        n, rows = max(sizes), self._subset_rows(m, sizes)
         fw = self.capture.forward(theta, n, rows) if self.chain is not None else self.capture.module_pass(n, rows)
         # 4.-5. extra backward pass on S_1 from sampled targets; ε-averages of Ā_{i,j}, G_{i,j}
         fw1 = fw.rows(n1)
@@ -301,15 +301,15 @@ class KFAC(torch.optim.Optimizer):
         grad.flat.add_(theta.flat, alpha=eta)
         return theta, grad
 
-    def _subset_rows(self, m, n, smallest):
-        """Row indices of S_1 ∪ S_2 in the batch: the first ``n`` entries of a random permutation
-        (``None``: the batch's first ``n`` rows, for ``subsets="first"``, and when the subsets are
-        the whole batch, τ₁ = τ₂ = 1, i.e. ``smallest`` = m: no draw, so no generator state is spent).
-        One subset the whole batch and the other not (e.g. τ₂ = 1, τ₁ = 1/8) still draws, so that
-        the smaller one is random and not the batch's first rows."""
-        if self.settings.get("subsets", "random") == "first" or smallest >= m:  # absent from older state_dicts
+    def _subset_rows(self, m, sizes):
+        """Row indices of S_1 ∪ S_2 (of ``sizes`` rows) in the batch: the first ``max(sizes)``
+        entries of a random permutation (``None``: the batch's first rows, for ``subsets="first"``,
+        and when every subset is the whole batch, τ₁ = τ₂ = 1: no draw, so no generator state is
+        spent).  One subset the whole batch and the other not (e.g. τ₂ = 1, τ₁ = 1/8) still draws,
+        so that the smaller one is random and not the batch's first rows."""
+        if self.settings.get("subsets", "random") == "first" or min(sizes) >= m:  # absent from older state_dicts
             return None
-        perm = torch.randperm(m, generator=self.generator, device=self.generator.device)[:n]
+        perm = torch.randperm(m, generator=self.generator, device=self.generator.device)[:max(sizes)]
         return perm.to(self.linears[0].weight.device)
 
     def _skip(self, loss, k):
