@@ -122,8 +122,10 @@ def _check_step_cost(cost, batches, structures=("block_diagonal", "block_tridiag
         for s in structures:
             assert row[f"{s}_ms"] > 0 and row[f"{s}_over_sgd"] > 0
             # K-FAC does the same gradient plus the statistics, the inverse and the App. C products
-            assert row[f"{s}_flops_over_sgd"] > 1.2
-            assert row[f"{s}_gflop"] == pytest.approx(row[f"{s}_flops_over_sgd"] * row["sgd_gflop"], rel=1e-3)
+            assert row[f"{s}_flops_over_sgd"] > 1.2 and row[f"{s}_gflop"] > row["sgd_gflop"]
+        if {"block_diagonal", "block_tridiagonal"} <= set(structures):
+            # the tridiagonal apply adds Ξ, Ξᵀ and App. B's two-sided transforms to the same step
+            assert row["block_tridiagonal_gflop"] > row["block_diagonal_gflop"]
 
 
 def test_bench_train_step_cost_only(tmp_path):
